@@ -1,0 +1,1 @@
+"""Thin rclpy nodes, the launcher and the `intball` command line."""

@@ -1,0 +1,1 @@
+"""PyBullet simulation of the Kibo pressurized module, the robot and its sensors."""

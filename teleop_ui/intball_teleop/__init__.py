@@ -1,0 +1,1 @@
+"""Ground station and space-to-ground link emulator."""
