@@ -1,0 +1,1 @@
+"""State estimation: truth-plus-noise (named mode) and visual-inertial fusion."""

@@ -1,0 +1,1 @@
+"""Vision: fiducial markers, natural features, geometry."""

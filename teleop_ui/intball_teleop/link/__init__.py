@@ -1,0 +1,1 @@
+"""Space-to-ground link emulator and the command protocol that survives it."""
