@@ -1,0 +1,42 @@
+"""Test-session setup shared by every subsystem.
+
+- The ROS environment of :func:`intball_ros.env.ros_environment` is applied to this
+  process before any test module imports rclpy, so tests and the processes they start
+  discover only on localhost (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` unless set).
+- Every pytest process gets its own ``ROS_DOMAIN_ID`` (derived from its pid, in 1..101,
+  a range whose Fast DDS ports are valid on Linux) so parallel runs and other
+  developers' stacks on the same machine do not see each other. Set
+  ``INTBALL_TEST_DOMAIN_ID`` to choose one (e.g. to watch a test with external tools).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from intball_ros.env import BOOTSTRAP_GUARD_VAR, apply_ros_environment, ros_environment
+
+DOMAIN_ID_MIN = 1
+DOMAIN_ID_MAX = 101
+
+
+def domain_id_for_pid(pid: int) -> int:
+    """``ROS_DOMAIN_ID`` for the pytest process ``pid``: in ``DOMAIN_ID_MIN..DOMAIN_ID_MAX``."""
+    return DOMAIN_ID_MIN + pid % (DOMAIN_ID_MAX - DOMAIN_ID_MIN + 1)
+
+
+if BOOTSTRAP_GUARD_VAR in os.environ and BOOTSTRAP_GUARD_VAR not in ros_environment():
+    # Re-executing here would write the new run into pytest's capture files: fail instead.
+    raise pytest.UsageError(
+        f"{BOOTSTRAP_GUARD_VAR} was inherited from another venv, so rclpy cannot load its "
+        f"libraries here. Run `env -u {BOOTSTRAP_GUARD_VAR} .venv/bin/python -m pytest ...` or `make test`."
+    )
+apply_ros_environment(reexec=False)
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("INTBALL_TEST_DOMAIN_ID") or str(domain_id_for_pid(os.getpid()))
+
+
+@pytest.fixture
+def ros_env() -> dict[str, str]:
+    """Environment for child processes of a test (a fresh copy; edit freely)."""
+    return dict(os.environ)
