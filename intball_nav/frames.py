@@ -170,8 +170,9 @@ def quat_slerp(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
 
 def quat_angle(q0: np.ndarray, q1: np.ndarray) -> float:
     """Rotation angle (rad, in [0, pi]) between two orientations. q0, q1 : (4,) xyzw."""
-    d = abs(float(np.dot(q0, q1)))
-    return float(2.0 * np.arccos(min(1.0, d)))
+    q_rel = quat_multiply(quat_conjugate(np.asarray(q0, dtype=float)), np.asarray(q1, dtype=float))
+    # atan2 form: accurate for tiny angles, where arccos(|q0.q1|) loses half the digits.
+    return float(2.0 * np.arctan2(np.sqrt(q_rel[:3] @ q_rel[:3]), abs(q_rel[3])))
 
 
 def quat_wxyz_from_xyzw(q: np.ndarray) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""Guidance + control loop as one pure step, shared by the headless simulator and ROS.
+
+Usage (verified in closed loop at 20, 50 and 100 Hz)::
+
+    params = GncParams.default()
+    gnc = initial_state()
+    gnc = set_goal(gnc, goal, mode, t, estimate, keep_in, keep_out, radius=params.robot.radius)
+    gnc, fan_command, status = gnc_step(gnc, estimate, t, params)
+
+States: ``idle`` (no goal yet: fans at their minimum), ``moving`` (following the planned
+trajectory, then settling), ``holding`` (arrived; station-keeping the goal),
+``rejected`` (the last goal was refused; the previous goal, if any, is still held).
+A new goal is planned from the current estimate, rest-to-rest: a goal given while the
+robot moves is reached after the controller brakes the residual velocity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from intball_nav.allocation import allocate
+from intball_nav.control import ControlGains, integrate_position_error, load_gains, pose_control
+from intball_nav.dynamics import RigidBodyState
+from intball_nav.flight_modes import FlightMode, get_flight_mode
+from intball_nav.frames import Pose, quat_angle
+from intball_nav.guidance import Setpoint, Trajectory, plan_segment
+from intball_nav.robot import RobotParams, load_robot_params
+from intball_nav.safety import Box, GoalRejected, check_goal
+
+GncMode = Literal["idle", "moving", "holding", "rejected"]
+
+
+@dataclass(frozen=True)
+class GncParams:
+    """Robot and controller parameters of the loop."""
+
+    robot: RobotParams
+    gains: ControlGains
+
+    @staticmethod
+    def default() -> GncParams:
+        """Parameters from the packaged URDF and robot.yaml."""
+        return GncParams(load_robot_params(), load_gains())
+
+
+@dataclass(frozen=True)
+class GncState:
+    """Everything the loop remembers between steps.
+
+    goal : pose held / flown to (kibo frame), None when idle
+    trajectory : current plan (absolute times), None when idle
+    integral : (3,) m s, kibo frame, integrated position error
+    t_last : s, time of the previous step (None before the first)
+    inside_since : s, since when the robot is inside the tolerances after the plan ended
+    """
+
+    mode: FlightMode
+    status: GncMode = "idle"
+    message: str = "idle: no goal"
+    goal: Pose | None = None
+    trajectory: Trajectory | None = None
+    integral: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    t_last: float | None = None
+    inside_since: float | None = None
+
+
+@dataclass(frozen=True)
+class GncStatus:
+    """Per-step report.
+
+    position_error : m, distance estimate -> goal; attitude_error : rad, angle estimate -> goal
+    arrived : inside both tolerances of the mode for its settle time
+    setpoint : the reference of this step (None when idle)
+    saturated : the fans could not deliver the requested wrench
+    """
+
+    state: GncMode
+    position_error: float
+    attitude_error: float
+    arrived: bool
+    message: str
+    setpoint: Setpoint | None
+    saturated: bool
+
+
+def initial_state(mode: FlightMode | None = None) -> GncState:
+    """Idle loop state in ``mode`` (nominal if None)."""
+    return GncState(mode=mode if mode is not None else get_flight_mode())
+
+
+def set_goal(
+    gnc: GncState,
+    goal: Pose,
+    mode: FlightMode,
+    t: float,
+    estimate: RigidBodyState,
+    keep_in: Box,
+    keep_out: Iterable[Any] = (),
+    *,
+    radius: float,
+) -> GncState:
+    """Accept (plan from the estimate at time t, s) or reject a goal pose (kibo frame).
+
+    keep_in : module clear volume (not shrunk); keep_out : boxes with ``min``/``max``.
+    A rejected goal leaves the previous goal and trajectory in place; the returned state has
+    status ``rejected`` and the reason in ``message``. ``radius`` (m) is the robot radius.
+    """
+    try:
+        check_goal(goal.position, keep_in, radius, keep_out)
+    except GoalRejected as exc:
+        return replace(gnc, status="rejected", message=f"goal rejected: {exc}")
+    if not (np.isfinite(estimate.position).all() and np.isfinite(estimate.quat).all()):
+        return replace(gnc, status="rejected", message="goal rejected: the pose estimate is not finite")
+    start = Pose(estimate.position, estimate.quat)
+    trajectory = plan_segment(start, goal, mode, t)
+    p = goal.position
+    return replace(
+        gnc,
+        mode=mode,
+        status="moving",
+        message=f"moving to ({p[0]:.2f}, {p[1]:.2f}, {p[2]:.2f}) m in {mode.name} mode, "
+        f"{trajectory.duration:.1f} s planned",
+        goal=goal,
+        trajectory=trajectory,
+        inside_since=None,
+    )
+
+
+def hold_position(gnc: GncState, estimate: RigidBodyState, t: float) -> GncState:
+    """Stop and station-keep the current estimated pose (cancel / stop button)."""
+    here = Pose(estimate.position, estimate.quat)
+    return replace(
+        gnc,
+        status="moving",
+        message="stopping: holding the current pose",
+        goal=here,
+        trajectory=plan_segment(here, here, gnc.mode, t),
+        inside_since=None,
+    )
+
+
+def gnc_step(
+    gnc: GncState, estimate: RigidBodyState, t: float, params: GncParams
+) -> tuple[GncState, np.ndarray, GncStatus]:
+    """One loop step at time t (s): (new state, fan command (8,) N, status)."""
+    robot = params.robot
+    if gnc.goal is None or gnc.trajectory is None:
+        status = GncStatus(gnc.status, 0.0, 0.0, False, gnc.message, None, False)
+        return replace(gnc, t_last=t), np.full(8, robot.fan_min), status
+
+    setpoint = gnc.trajectory.sample(t)
+    dt = 0.0 if gnc.t_last is None else t - gnc.t_last
+    finished = t >= gnc.trajectory.t_end
+    integral = gnc.integral
+    if finished:
+        integral = integrate_position_error(integral, estimate, setpoint, params.gains, dt)
+    wrench = pose_control(estimate, setpoint, params.gains, robot, integral)
+    result = allocate(wrench, robot)
+
+    d = gnc.goal.position - estimate.position
+    pos_err = float(np.sqrt(d @ d))
+    att_err = quat_angle(gnc.goal.quat, estimate.quat)
+    mode = gnc.mode
+    inside = finished and pos_err <= mode.pos_tolerance and att_err <= mode.att_tolerance
+    inside_since = (gnc.inside_since if gnc.inside_since is not None else t) if inside else None
+    arrived = inside_since is not None and t - inside_since >= mode.settle_time
+
+    state, message = gnc.status, gnc.message
+    if state == "moving" and arrived:
+        state = "holding"
+        message = f"arrived: holding within {pos_err * 100:.1f} cm, {np.degrees(att_err):.1f} deg"
+    new = replace(gnc, status=state, message=message, integral=integral, t_last=t, inside_since=inside_since)
+    status = GncStatus(state, pos_err, att_err, arrived, message, setpoint, result.saturated)
+    return new, result.thrust, status
