@@ -1,0 +1,143 @@
+"""Per-frame cost of visual localization on a 320x240 navigation frame, on one core.
+
+    .venv/bin/python bench/bench_loc_frame.py [--frames 150] [--runs 5]
+
+Frames: the navigation camera of ``intball_nav/data/cameras.yaml`` (320x240, 90 deg) ~1 m
+below the overhead markers of ``markers.yaml``, moving along the module, rendered by
+``camera_geometry.render_planar_markers`` (anti-aliased ArUco bitmaps, pixel noise) before
+timing. Per frame: ``MarkerLocalizer.detect`` (ArUco), ``estimate`` (consensus, joint LM pose,
+covariance) and ``Eskf.add_pose`` with a 60 ms image lag (the update re-propagates the IMU samples
+since the image: the realistic cost). IMU propagation between frames is not counted.
+
+OpenCV is limited to one thread. Prints a Markdown block for docs/benchmarks.md with the median
+per-frame wall time of each stage (median over runs of the per-run medians) and the CPU time of
+this thread (less sensitive to other load on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+
+from intball_nav.estimation.eskf import Eskf
+from intball_nav.frames import Pose, quat_from_rpy, quat_multiply
+from intball_nav.module import load_marker_map
+from intball_nav.vision.camera_geometry import intrinsics_from_fov, render_planar_markers
+from intball_nav.vision.markers import MarkerLocalizer
+
+NAV_CAMERA = SimpleNamespace(
+    K=intrinsics_from_fov(320, 240, np.radians(90.0)),
+    width=320,
+    height=240,
+    T_base_cam=Pose(np.array([-0.10, -0.025, 0.0]), np.array([-0.5, -0.5, 0.5, 0.5])),
+)
+LAG_SAMPLES = 6
+IMU_DT = 0.01
+FRAME_EVERY = 10  # 10 Hz camera, 100 Hz IMU
+
+
+def make_frames(n: int, seed: int) -> tuple[list[np.ndarray], list[Pose]]:
+    mm = load_marker_map()
+    loc = MarkerLocalizer(mm, NAV_CAMERA)
+    markers = [(m.id, m.size, m.pose) for m in mm.markers]
+    rng = np.random.default_rng(seed)
+    frames, poses = [], []
+    q_up = quat_from_rpy(0.0, np.pi / 2, 0.0)  # body pitched up: rear nav camera sees the overhead
+    for i in range(n):
+        x = 1.0 + 7.0 * i / max(n - 1, 1)
+        T_kibo_base = Pose(
+            np.array([x, rng.uniform(-0.2, 0.2), rng.uniform(-0.1, 0.1)]),
+            quat_multiply(q_up, quat_from_rpy(*rng.normal(0.0, 0.1, 3))),
+        )
+        T_kibo_cam = T_kibo_base.compose(NAV_CAMERA.T_base_cam)
+        frames.append(
+            render_planar_markers(
+                NAV_CAMERA.K, 320, 240, T_kibo_cam, markers, loc.dictionary, noise_sigma=2.0, rng=rng
+            )
+        )
+        poses.append(T_kibo_base)
+    return frames, poses
+
+
+def run_once(frames: list[np.ndarray]) -> dict[str, list[float]]:
+    loc = MarkerLocalizer(load_marker_map(), NAV_CAMERA)
+    f = Eskf()
+    wall: dict[str, list[float]] = {"detect": [], "pose": [], "filter": [], "total": [], "cpu_total": []}
+    markers: list[int] = []
+    k = 0
+    for frame in frames:
+        # IMU up to the arrival time of the frame (not timed)
+        for _ in range(FRAME_EVERY if k else LAG_SAMPLES + 1):
+            f.add_imu(k * IMU_DT, np.zeros(3), np.zeros(3))
+            k += 1
+        stamp = (k - 1 - LAG_SAMPLES) * IMU_DT
+        c0 = time.thread_time()
+        t0 = time.perf_counter()
+        dets = loc.detect(frame)
+        t1 = time.perf_counter()
+        meas = loc.estimate(dets, stamp)
+        t2 = time.perf_counter()
+        if meas is not None:
+            f.add_pose(meas)
+            markers.append(meas.n_markers)
+        t3 = time.perf_counter()
+        c1 = time.thread_time()
+        wall["detect"].append(t1 - t0)
+        wall["pose"].append(t2 - t1)
+        wall["filter"].append(t3 - t2)
+        wall["total"].append(t3 - t0)
+        wall["cpu_total"].append(c1 - c0)
+    wall["markers"] = [float(m) for m in markers]
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    frames, _ = make_frames(args.frames, seed=0)
+    run_once(frames[:10])  # warm-up
+    runs = [run_once(frames) for _ in range(args.runs)]
+
+    def med_ms(key: str) -> float:
+        return 1e3 * statistics.median(statistics.median(r[key]) for r in runs)
+
+    def p90_ms(key: str) -> float:
+        return 1e3 * statistics.median(float(np.percentile(r[key], 90)) for r in runs)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print("### Visual localization, one 320x240 navigation frame (bench/bench_loc_frame.py)")
+    print()
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, OpenCV {cv2.__version__} (1 thread), "
+        f"load average {load:.1f}; {args.frames} frames x {args.runs} runs, "
+        f"median {statistics.median(runs[0]['markers']):.0f} markers per frame; filter update with a "
+        f"{LAG_SAMPLES * IMU_DT * 1e3:.0f} ms image lag (replay)."
+    )
+    print()
+    print("| stage | median ms | p90 ms |")
+    print("| --- | ---: | ---: |")
+    for key, name in (
+        ("detect", "ArUco detection (subpixel corners)"),
+        ("pose", "consensus + joint LM pose + covariance"),
+        ("filter", "ESKF update (gating, replay)"),
+        ("total", "**total per frame (wall)**"),
+        ("cpu_total", "total per frame (thread CPU time)"),
+    ):
+        print(f"| {name} | {med_ms(key):.2f} | {p90_ms(key):.2f} |")
+    print()
+    print("Target (issue #3): <= 15 ms median on one core.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Camera geometry: optical-frame convention, projection Jacobian, covariance propagation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from intball_nav.frames import Pose, quat_from_rotvec, quat_from_rpy, quat_multiply, rotmat_from_quat
+from intball_nav.vision.camera_geometry import (
+    R_LINK_OPTICAL,
+    intrinsics_from_fov,
+    link_from_optical,
+    optical_from_link,
+    pose_covariance_to_child,
+    pose_from_rvec_tvec,
+    project,
+    project_with_jacobian,
+    rvec_tvec_from_pose,
+)
+
+K = intrinsics_from_fov(640, 480, np.radians(75.0))
+small = st.floats(-1.0, 1.0)
+
+
+def perturb(T: Pose, dx: np.ndarray) -> Pose:
+    """p + dp, R Exp(dtheta): the documented local perturbation."""
+    return Pose(T.position + dx[:3], quat_multiply(T.quat, quat_from_rotvec(dx[3:])))
+
+
+def test_optical_frame_convention():
+    # optical z (out of the lens) is link +x, optical x (image right) is link -y, optical y is -z
+    np.testing.assert_allclose(R_LINK_OPTICAL @ [0, 0, 1], [1, 0, 0])
+    np.testing.assert_allclose(R_LINK_OPTICAL @ [1, 0, 0], [0, -1, 0])
+    np.testing.assert_allclose(R_LINK_OPTICAL @ [0, 1, 0], [0, 0, -1])
+    T = Pose(np.array([0.1, 0.2, 0.3]), quat_from_rpy(0.1, 0.2, 0.3))
+    back = link_from_optical(optical_from_link(T))
+    np.testing.assert_allclose(back.position, T.position)
+    np.testing.assert_allclose(back.quat, T.quat, atol=1e-12)
+    # a point straight ahead of a camera whose link frame is the identity hits the principal point
+    uv = project(K, optical_from_link(Pose()).inverse().transform_points(np.array([[2.0, 0.0, 0.0]])))
+    np.testing.assert_allclose(uv[0], K[:2, 2])
+    # a point to the left (+y) lands left in the image (smaller u), above (+z) lands higher (smaller v)
+    uv = project(K, optical_from_link(Pose()).inverse().transform_points(np.array([[2.0, 0.1, 0.1]])))
+    assert uv[0, 0] < K[0, 2] and uv[0, 1] < K[1, 2]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(small, min_size=6, max_size=6))
+def test_projection_jacobian_matches_finite_differences(v):
+    v = np.array(v)
+    T = Pose(np.array([0.1, -0.2, 0.05]) + 0.1 * v[:3], quat_from_rpy(*(0.2 * v[3:])))
+    pts = T.transform_points(np.array([[0.2, 0.1, 1.5], [-0.3, 0.2, 1.0], [0.1, -0.25, 2.0]]))
+    uv, J, z = project_with_jacobian(K, T, pts)
+    assert np.all(z > 0)
+    eps = 1e-6
+    Jn = np.zeros_like(J)
+    for i in range(6):
+        d = np.zeros(6)
+        d[i] = eps
+        up, _, _ = project_with_jacobian(K, perturb(T, d), pts)
+        um, _, _ = project_with_jacobian(K, perturb(T, -d), pts)
+        Jn[:, i] = ((up - um) / (2 * eps)).ravel()
+    np.testing.assert_allclose(J, Jn, rtol=1e-5, atol=1e-4)
+
+
+def test_rvec_tvec_roundtrip_matches_opencv_convention():
+    T = Pose(np.array([0.5, -0.2, 0.1]), quat_from_rpy(0.3, -0.1, 2.0))
+    rvec, tvec = rvec_tvec_from_pose(T)
+    back = pose_from_rvec_tvec(rvec, tvec)
+    np.testing.assert_allclose(back.position, T.position, atol=1e-12)
+    pts = np.array([[1.0, 2.0, 3.0]])
+    uv_cv, _ = cv2.projectPoints(pts, rvec, tvec, K, None)
+    uv, _, _ = project_with_jacobian(K, T, pts)
+    np.testing.assert_allclose(uv_cv.reshape(-1, 2), uv, atol=1e-9)
+
+
+def test_pose_covariance_to_child_monte_carlo():
+    rng = np.random.default_rng(0)
+    T_a = Pose(np.array([1.0, 0.5, -0.2]), quat_from_rpy(0.2, -0.4, 1.0))
+    T_ab = Pose(np.array([-0.1, 0.03, 0.02]), quat_from_rpy(1.2, 0.1, -0.5))
+    A = rng.normal(size=(6, 6)) * 1e-3
+    cov = A @ A.T
+    G = pose_covariance_to_child(cov, T_a, T_ab)
+    T_b = T_a.compose(T_ab)
+    samples = []
+    for dx in rng.multivariate_normal(np.zeros(6), cov, 20000):
+        Tb = perturb(T_a, dx).compose(T_ab)
+        dth = Tb.quat
+        rel = quat_multiply(np.array([-T_b.quat[0], -T_b.quat[1], -T_b.quat[2], T_b.quat[3]]), dth)
+        rel = rel if rel[3] >= 0 else -rel
+        samples.append(np.concatenate([Tb.position - T_b.position, 2.0 * rel[:3]]))
+    emp = np.cov(np.array(samples).T)
+    np.testing.assert_allclose(emp, G, atol=0.05 * np.max(np.abs(G)))
+    # rotation block rotated into the child frame
+    R_ab = rotmat_from_quat(T_ab.quat)
+    np.testing.assert_allclose(G[3:, 3:], R_ab.T @ cov[3:, 3:] @ R_ab, atol=1e-15)
