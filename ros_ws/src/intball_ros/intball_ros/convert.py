@@ -1,0 +1,263 @@
+"""Message <-> core-type conversions: the only module that builds or reads ROS messages' fields.
+
+Names follow ``x_from_y``: ``pose_from_msg`` reads a message, ``msg_from_pose`` builds one.
+Incoming commands are validated here; a bad one raises :class:`InvalidMessage` whose text
+is the reason reported to the operator (nodes catch it, log it and publish it).
+
+Velocity conventions: ``RigidBodyState.velocity`` is in the kibo frame, but
+``nav_msgs/Odometry.twist`` is in ``child_frame_id`` (REP-105), so linear velocity is rotated
+into the body frame on the way out and back into kibo on the way in. ``omega`` is body
+frame on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import (
+    Point,
+    PoseStamped,
+    Quaternion,
+    TransformStamped,
+    Vector3,
+    WrenchStamped,
+)
+from geometry_msgs.msg import Pose as PoseMsg
+from intball_interfaces.msg import FanCommand, GuidanceStatus
+from nav_msgs.msg import Odometry
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, Imu
+from std_msgs.msg import Header
+
+from intball_nav.dynamics import RigidBodyState
+from intball_nav.frames import Pose, quat_conjugate, quat_normalize, quat_rotate
+from intball_ros import names
+
+
+class InvalidMessage(ValueError):
+    """An incoming message cannot be used; ``str(exc)`` is the reason for the operator."""
+
+
+# --- time -------------------------------------------------------------------------------
+def stamp_from_time(t: float) -> Time:
+    """builtin_interfaces/Time of t : s (sim time, >= 0)."""
+    ns = int(round(t * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def time_from_stamp(stamp: Time) -> float:
+    """Seconds (float) of a builtin_interfaces/Time."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def header(t: float, frame_id: str) -> Header:
+    return Header(stamp=stamp_from_time(t), frame_id=frame_id)
+
+
+def clock_msg(t: float) -> Clock:
+    return Clock(clock=stamp_from_time(t))
+
+
+# --- vectors, poses ---------------------------------------------------------------------
+def _vec3(msg: Point | Vector3) -> np.ndarray:
+    return np.array([msg.x, msg.y, msg.z], dtype=float)
+
+
+def _point(v: Sequence[float]) -> Point:
+    return Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
+def _vector3(v: Sequence[float]) -> Vector3:
+    return Vector3(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
+def _quaternion(q: Sequence[float]) -> Quaternion:
+    return Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
+
+
+def msg_from_pose(pose: Pose) -> PoseMsg:
+    return PoseMsg(position=_point(pose.position), orientation=_quaternion(pose.quat))
+
+
+def pose_from_msg(msg: PoseMsg) -> Pose:
+    """Validated Pose of a geometry_msgs/Pose; raises InvalidMessage with the reason."""
+    p = _vec3(msg.position)
+    o = msg.orientation
+    q = np.array([o.x, o.y, o.z, o.w], dtype=float)
+    if not np.all(np.isfinite(p)):
+        raise InvalidMessage(f"position {p.tolist()} is not finite")
+    if not np.all(np.isfinite(q)):
+        raise InvalidMessage(f"orientation {q.tolist()} is not finite")
+    norm = float(np.linalg.norm(q))
+    if norm < 1e-6:
+        raise InvalidMessage(f"orientation {q.tolist()} cannot be normalized (norm {norm:.3g})")
+    if abs(norm - 1.0) > 0.1:
+        raise InvalidMessage(f"orientation norm {norm:.3f} is not ~1: not a unit quaternion")
+    return Pose(p, quat_normalize(q))
+
+
+def goal_from_msg(msg: PoseStamped, frame_id: str = names.WORLD_FRAME) -> Pose:
+    """Goal pose (kibo frame) of a PoseStamped; rejects other frames, NaN/inf, bad quaternions."""
+    if msg.header.frame_id != frame_id:
+        raise InvalidMessage(f"goal frame_id {msg.header.frame_id!r} is not {frame_id!r}")
+    return pose_from_msg(msg.pose)
+
+
+def pose_stamped_from_pose(pose: Pose, t: float, frame_id: str = names.WORLD_FRAME) -> PoseStamped:
+    return PoseStamped(header=header(t, frame_id), pose=msg_from_pose(pose))
+
+
+def transform_from_pose(pose: Pose, t: float, parent: str, child: str) -> TransformStamped:
+    """TransformStamped T_parent_child (the pose of child in parent)."""
+    msg = TransformStamped(header=header(t, parent), child_frame_id=child)
+    msg.transform.translation = _vector3(pose.position)
+    msg.transform.rotation = _quaternion(pose.quat)
+    return msg
+
+
+def pose_from_transform(msg: TransformStamped) -> Pose:
+    tr, r = msg.transform.translation, msg.transform.rotation
+    return Pose(_vec3(tr), np.array([r.x, r.y, r.z, r.w]))
+
+
+# --- rigid body state <-> odometry -------------------------------------------------------
+def odometry_from_state(
+    state: RigidBodyState, t: float, frame_id: str = names.WORLD_FRAME, child_frame_id: str = names.BODY_FRAME
+) -> Odometry:
+    """nav_msgs/Odometry of a RigidBodyState (velocity kibo -> body frame, omega body)."""
+    msg = Odometry(header=header(t, frame_id), child_frame_id=child_frame_id)
+    msg.pose.pose.position = _point(state.position)
+    msg.pose.pose.orientation = _quaternion(state.quat)
+    v_body = quat_rotate(quat_conjugate(np.asarray(state.quat)), state.velocity)
+    msg.twist.twist.linear = _vector3(v_body)
+    msg.twist.twist.angular = _vector3(state.omega)
+    return msg
+
+
+def state_from_odometry(msg: Odometry) -> RigidBodyState:
+    """RigidBodyState of a nav_msgs/Odometry (twist in child frame -> kibo velocity)."""
+    pose = pose_from_msg(msg.pose.pose)
+    v_body = _vec3(msg.twist.twist.linear)
+    omega = _vec3(msg.twist.twist.angular)
+    if not (np.all(np.isfinite(v_body)) and np.all(np.isfinite(omega))):
+        raise InvalidMessage("odometry twist is not finite")
+    return RigidBodyState(
+        position=pose.position, quat=pose.quat, velocity=quat_rotate(pose.quat, v_body), omega=omega
+    )
+
+
+def pose_from_state(state: RigidBodyState) -> Pose:
+    return Pose(np.asarray(state.position), np.asarray(state.quat))
+
+
+# --- sensors ----------------------------------------------------------------------------
+def imu_msg(t: float, accel: np.ndarray, gyro: np.ndarray, frame_id: str = names.BODY_FRAME) -> Imu:
+    """sensor_msgs/Imu: accel (3,) m/s^2 specific force, gyro (3,) rad/s, both body frame.
+
+    Orientation is not measured: covariance[0] = -1 (REP-145).
+    """
+    msg = Imu(header=header(t, frame_id))
+    msg.linear_acceleration = _vector3(accel)
+    msg.angular_velocity = _vector3(gyro)
+    msg.orientation_covariance[0] = -1.0
+    return msg
+
+
+def image_from_array(rgb: np.ndarray, t: float, frame_id: str) -> Image:
+    """sensor_msgs/Image (rgb8) of rgb : (H, W, 3) uint8 (or (H, W, 4) rgba: alpha dropped)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise ValueError(f"image must be (H, W, 3|4), got {rgb.shape}")
+    rgb = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    msg = Image(header=header(t, frame_id), height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3)
+    msg.data = rgb.tobytes()
+    return msg
+
+
+def array_from_image(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 view of an rgb8 sensor_msgs/Image."""
+    if msg.encoding != "rgb8":
+        raise InvalidMessage(f"image encoding {msg.encoding!r} is not rgb8")
+    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step // 3, 3)[:, : msg.width]
+
+
+def camera_info_msg(info, t: float) -> CameraInfo:
+    """sensor_msgs/CameraInfo of an ``intball_sim.camera.CameraInfo`` (K, D, R, P, size, frame)."""
+    msg = CameraInfo(header=header(t, info.frame_id), width=int(info.width), height=int(info.height))
+    msg.distortion_model = info.distortion_model
+    msg.d = [float(x) for x in np.ravel(info.D)]
+    msg.k = np.asarray(info.K, dtype=float).ravel()
+    msg.r = np.asarray(info.R, dtype=float).ravel()
+    msg.p = np.asarray(info.P, dtype=float).ravel()
+    return msg
+
+
+def camera_info_from_model(model, t: float) -> CameraInfo:
+    """sensor_msgs/CameraInfo of an ``intball_sim.camera.CameraModel`` (P[0,3] = Tx for stereo)."""
+    from intball_sim.camera import camera_info
+
+    return camera_info_msg(camera_info(model), t)
+
+
+# --- commands ---------------------------------------------------------------------------
+def fan_command_msg(thrust: np.ndarray, t: float) -> FanCommand:
+    """intball_interfaces/FanCommand of thrust : (8,) N."""
+    thrust = np.asarray(thrust, dtype=float)
+    if thrust.shape != (8,):
+        raise ValueError(f"fan thrust must have shape (8,), got {thrust.shape}")
+    return FanCommand(header=header(t, names.BODY_FRAME), thrust=thrust)
+
+
+def thrust_from_fan_command(msg: FanCommand, fan_max: float = math.inf) -> np.ndarray:
+    """(8,) N of a FanCommand; raises InvalidMessage on NaN/inf, clips to [0, fan_max]."""
+    thrust = np.asarray(msg.thrust, dtype=float)
+    if thrust.shape != (8,) or not np.all(np.isfinite(thrust)):
+        raise InvalidMessage(f"fan command {thrust.tolist()} is not 8 finite numbers")
+    return np.clip(thrust, 0.0, fan_max)
+
+
+def wrench_msg(wrench: np.ndarray, t: float, frame_id: str = names.BODY_FRAME) -> WrenchStamped:
+    """geometry_msgs/WrenchStamped of wrench : (6,) [force N; torque N m], body frame."""
+    msg = WrenchStamped(header=header(t, frame_id))
+    msg.wrench.force = _vector3(wrench[:3])
+    msg.wrench.torque = _vector3(wrench[3:6])
+    return msg
+
+
+def guidance_status_msg(status, t: float, flight_mode: str, goal: Pose | None) -> GuidanceStatus:
+    """intball_interfaces/GuidanceStatus of an ``intball_nav.gnc.GncStatus`` plus mode and goal."""
+    msg = GuidanceStatus(
+        header=header(t, names.WORLD_FRAME), state=str(status.state), flight_mode=flight_mode
+    )
+    if goal is not None:
+        msg.goal = msg_from_pose(goal)
+    msg.position_error = float(status.position_error)
+    msg.attitude_error = float(status.attitude_error)
+    msg.arrived = bool(status.arrived)
+    msg.message = str(status.message)
+    return msg
+
+
+def goal_from_status(msg: GuidanceStatus) -> Pose | None:
+    """Goal pose of a GuidanceStatus, None if it carries none (all-zero quaternion)."""
+    try:
+        return pose_from_msg(msg.goal)
+    except InvalidMessage:
+        return None
+
+
+def rejection_status_msg(
+    reason: str, t: float, flight_mode: str = "", goal: Pose | None = None
+) -> GuidanceStatus:
+    """GuidanceStatus reporting a rejected goal (state 'rejected', message = the reason)."""
+    msg = GuidanceStatus(header=header(t, names.WORLD_FRAME), state="rejected", flight_mode=flight_mode)
+    if goal is not None:
+        msg.goal = msg_from_pose(goal)
+    msg.position_error = math.nan
+    msg.attitude_error = math.nan
+    msg.message = f"goal rejected: {reason}"
+    return msg

@@ -1,0 +1,260 @@
+"""``intball up``: our own launcher (there is no ros2 launch in the PyPI wheels).
+
+Starts the graph (simulator, estimator, controller, optionally a tour driver) either as one
+process per node (default: ``python -m intball_ros.nodes.<node> --ros-args -p ...``, output
+prefixed with the node name) or composed in this process on a MultiThreadedExecutor
+(``--composed``).
+
+Lifecycle rules:
+- Ctrl-C / SIGTERM: SIGINT to every child, wait, then SIGTERM, then SIGKILL; exit 0.
+- A node that exits on its own (crash, kill) is reported by name and exit code, the rest
+  are stopped and the launcher exits 1.
+- The tour driver exiting 0 with ``--exit-when-done`` means "tour complete": stop, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from intball_ros import names
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+DEMO_TOUR = REPO_ROOT / "examples" / "tour.yaml"
+STOP_TIMEOUT_S = 5.0
+"""Seconds a child gets after SIGINT (then again after SIGTERM) before the next signal."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph: its name, module (``intball_ros.nodes.<module>``) and parameters."""
+
+    name: str
+    module: str
+    params: dict = field(default_factory=dict)
+    finite: bool = False  # may exit 0 when its job is done (the tour driver)
+
+
+def params_cli_args(params: dict) -> list[str]:
+    """``--ros-args -p name:=value ...`` for a parameter dict (bools lower-case, lists as YAML)."""
+    args = ["--ros-args"]
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ", ".join(repr(float(v)) for v in value) + "]"
+        else:
+            text = str(value)
+        args += ["-p", f"{key}:={text}"]
+    return args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--composed", action="store_true", help="run all nodes in this process")
+    parser.add_argument("--rate", type=float, default=1.0, help="real-time factor target (default 1)")
+    parser.add_argument("--no-cameras", action="store_true", help="do not render camera images")
+    parser.add_argument("--localization", choices=names.LOCALIZATION_MODES, default="truth-noise")
+    parser.add_argument("--tour", type=Path, help="fly this mission YAML through the graph")
+    parser.add_argument("--demo", action="store_true", help=f"fly the demo tour ({DEMO_TOUR.name})")
+    parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the tour is flown")
+    parser.add_argument("--seed", type=int, default=0, help="simulator and estimator noise seed")
+    parser.add_argument("--flight-mode", default="nominal", help="nominal | precision | quiet")
+
+
+def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
+    """The nodes `intball up` starts, with their parameters, from the parsed arguments."""
+    if args.rate <= 0.0:
+        raise SystemExit(f"intball up: --rate must be > 0, got {args.rate}")
+    sim_time = {names.P_USE_SIM_TIME: True}
+    specs = [
+        NodeSpec(
+            names.SIM_NODE,
+            "sim_node",
+            {names.P_RATE: args.rate, names.P_CAMERAS: not args.no_cameras, names.P_SEED: args.seed},
+        ),
+        NodeSpec(
+            names.ESTIMATOR_NODE,
+            "estimator_node",
+            {**sim_time, names.P_LOCALIZATION: args.localization, names.P_SEED: args.seed},
+        ),
+        NodeSpec(names.CONTROL_NODE, "control_node", {**sim_time, names.P_FLIGHT_MODE: args.flight_mode}),
+    ]
+    tour = args.tour if args.tour is not None else (DEMO_TOUR if args.demo else None)
+    if tour is not None:
+        if not Path(tour).is_file():
+            raise SystemExit(f"intball up: tour file {tour} not found")
+        from intball_nav.mission import MissionError, load_mission
+
+        try:
+            start = load_mission(tour).start
+        except MissionError as exc:
+            raise SystemExit(f"intball up: {exc}") from None
+        specs[0].params[names.P_INITIAL_POSE] = [*start.position, *start.quat]
+        params = {**sim_time, names.P_TOUR_FILE: str(Path(tour).resolve())}
+        params[names.P_EXIT_WHEN_DONE] = bool(args.exit_when_done)
+        specs.append(NodeSpec(names.TOUR_NODE, "tour_node", params, finite=True))
+    return specs
+
+
+def child_environment() -> dict[str, str]:
+    """Environment for node processes: intball_ros.env.ros_environment(), unbuffered output."""
+    from intball_ros.env import ros_environment
+
+    return {**ros_environment(), "PYTHONUNBUFFERED": "1"}
+
+
+def print_banner(specs: list[NodeSpec], args: argparse.Namespace) -> None:
+    mode = "composed (one process)" if args.composed else "one process per node"
+    cams = "off" if args.no_cameras else "on"
+    print(f"intball up: {len(specs)} nodes, {mode}, rate x{args.rate:g}, cameras {cams}", flush=True)
+    print(f"  nodes:      {', '.join(s.name for s in specs)}")
+    print(f"  goal:       {names.GOAL_POSE} (geometry_msgs/PoseStamped, frame '{names.WORLD_FRAME}')")
+    tf = f"{names.TF} {names.WORLD_FRAME}->{names.BODY_FRAME}"
+    print(f"  estimate:   {names.ODOMETRY} ({args.localization}), {tf}")
+    print(f"  truth:      {names.GROUND_TRUTH}, {names.IMU}, {names.CLOCK}")
+    print(f"  commands:   {names.FAN_COMMAND}, {names.WRENCH_COMMAND}; status {names.GUIDANCE_STATUS}")
+    if not args.no_cameras:
+        cams = ", ".join(image for image, _info in names.CAMERA_TOPICS.values())
+        print(f"  cameras:    {cams} (+ camera_info)")
+    print(f"  ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}")
+    print("  ground station: not yet available", flush=True)
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM if the launcher dies without cleaning up (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _pump(name: str, stream) -> None:
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(f"[{name}] {line.decode(errors='replace')}")
+        sys.stdout.flush()
+    stream.close()
+
+
+def stop_processes(procs: dict[str, subprocess.Popen], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGINT every live child, then SIGTERM, then SIGKILL, each after ``timeout`` s."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        live = [p for p in procs.values() if p.poll() is None]
+        if not live:
+            return
+        for p in live:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(p.poll() is None for p in live):
+            time.sleep(0.05)
+
+
+class _Stop:
+    """Signal flag set by SIGINT/SIGTERM in the launcher process."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        signal.signal(signal.SIGINT, self._set)
+        signal.signal(signal.SIGTERM, self._set)
+
+    def _set(self, signum, frame) -> None:
+        self.event.set()
+
+
+def run_processes(specs: list[NodeSpec]) -> int:
+    env = child_environment()
+    stop = _Stop()
+    procs: dict[str, subprocess.Popen] = {}
+    for spec in specs:
+        cmd = [sys.executable, "-m", f"intball_ros.nodes.{spec.module}", *params_cli_args(spec.params)]
+        cmd += ["-r", f"__node:={spec.name}"]
+        procs[spec.name] = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches only the launcher, which forwards it
+            preexec_fn=_die_with_parent,
+        )
+    pumps = [threading.Thread(target=_pump, args=(n, p.stdout), daemon=True) for n, p in procs.items()]
+    for t in pumps:
+        t.start()
+    print("intball up: pids " + ", ".join(f"{n}={p.pid}" for n, p in procs.items()), flush=True)
+    finite = {s.name for s in specs if s.finite}
+    code = 0
+    while not stop.event.wait(0.1):
+        ended = [(n, p.returncode) for n, p in procs.items() if p.poll() is not None]
+        if not ended:
+            continue
+        name, rc = ended[0]
+        if rc == 0 and name in finite:
+            print(f"intball up: {name} finished; stopping the graph", flush=True)
+        else:
+            print(f"intball up: node {name} died (exit code {rc}); stopping the rest", flush=True)
+            code = 1
+        break
+    else:
+        print("intball up: interrupted; stopping nodes", flush=True)
+    stop_processes(procs)
+    for t in pumps:
+        t.join(timeout=1.0)
+    failed = [f"{n} ({p.returncode})" for n, p in procs.items() if p.returncode not in (0, -signal.SIGINT)]
+    if code == 0 and failed:
+        print(f"intball up: unclean exit of {', '.join(failed)}", flush=True)
+    print(f"intball up: exit {code}", flush=True)
+    return code
+
+
+def run_composed(specs: list[NodeSpec]) -> int:
+    import importlib
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from intball_ros.nodes import NodeFinished
+
+    os.environ.update(child_environment())
+    rclpy.init()  # rclpy's SIGINT/SIGTERM handlers shut the context down: spin() returns
+    executor = MultiThreadedExecutor()
+    nodes = []
+    code = 0
+    try:
+        for spec in specs:
+            module = importlib.import_module(f"intball_ros.nodes.{spec.module}")
+            node = module.NODE_CLASS(cli_args=params_cli_args(spec.params))
+            nodes.append(node)
+            executor.add_node(node)
+        executor.spin()
+        print("intball up: interrupted; stopping nodes", flush=True)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        print("intball up: interrupted; stopping nodes", flush=True)
+    except NodeFinished as done:
+        code = done.code
+        print(f"intball up: tour finished (code {code}); stopping the graph", flush=True)
+    except Exception as exc:  # a node crashed: report it, stop the rest
+        print(f"intball up: a node failed: {type(exc).__name__}: {exc}", flush=True)
+        code = 1
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+    print(f"intball up: exit {code}", flush=True)
+    return code
+
+
+def main(args: argparse.Namespace) -> int:
+    specs = graph_specs(args)
+    print_banner(specs, args)
+    return run_composed(specs) if args.composed else run_processes(specs)

@@ -1,0 +1,92 @@
+"""Every ROS name of the stack, defined once: topics, frames, nodes, parameters, QoS.
+
+Nodes, the launcher, the tests and the benchmarks use these constants only; a string
+literal naming a topic or parameter anywhere else is a bug. ``docs/interfaces.md`` is the
+human-readable table of the same names.
+"""
+
+from __future__ import annotations
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from intball_nav.frames import BASE_FRAME, KIBO_FRAME
+
+# --- frames (ids come from intball_nav.frames; camera frame ids from cameras.yaml) -------
+WORLD_FRAME = KIBO_FRAME
+BODY_FRAME = BASE_FRAME
+
+# --- topics -----------------------------------------------------------------------------
+NS = "/intball"
+GOAL_POSE = f"{NS}/goal_pose"  # geometry_msgs/PoseStamped, kibo frame
+ODOMETRY = f"{NS}/odometry"  # nav_msgs/Odometry, state estimate
+GROUND_TRUTH = f"{NS}/ground_truth"  # nav_msgs/Odometry, simulator truth
+IMU = f"{NS}/imu"  # sensor_msgs/Imu, base_link
+NAV_LEFT_IMAGE = f"{NS}/nav_camera/left/image_raw"  # sensor_msgs/Image rgb8
+NAV_LEFT_INFO = f"{NS}/nav_camera/left/camera_info"  # sensor_msgs/CameraInfo
+NAV_RIGHT_IMAGE = f"{NS}/nav_camera/right/image_raw"
+NAV_RIGHT_INFO = f"{NS}/nav_camera/right/camera_info"
+MAIN_IMAGE = f"{NS}/main_camera/image_raw"
+MAIN_INFO = f"{NS}/main_camera/camera_info"
+CAMERA_TOPICS = {  # camera name in cameras.yaml -> (image topic, camera_info topic)
+    "nav_left": (NAV_LEFT_IMAGE, NAV_LEFT_INFO),
+    "nav_right": (NAV_RIGHT_IMAGE, NAV_RIGHT_INFO),
+    "main": (MAIN_IMAGE, MAIN_INFO),
+}
+NAV_CAMERAS = ("nav_left", "nav_right")
+WRENCH_COMMAND = f"{NS}/wrench_command"  # geometry_msgs/WrenchStamped, base_link
+FAN_COMMAND = f"{NS}/fan_command"  # intball_interfaces/FanCommand
+GUIDANCE_STATUS = f"{NS}/guidance/status"  # intball_interfaces/GuidanceStatus
+CLOCK = "/clock"  # rosgraph_msgs/Clock
+TF = "/tf"  # tf2_msgs/TFMessage, kibo -> base_link (estimate)
+
+# --- nodes (names as they appear in the graph and in launcher output) -------------------
+SIM_NODE = "intball_sim"
+ESTIMATOR_NODE = "intball_estimator"
+CONTROL_NODE = "intball_control"
+TOUR_NODE = "intball_tour"
+
+# --- parameters -------------------------------------------------------------------------
+P_USE_SIM_TIME = "use_sim_time"  # rclpy built-in
+# sim_node
+P_RATE = "rate"  # real-time factor target (sim seconds per wall second)
+P_PHYSICS_RATE = "physics_rate"  # Hz of published state (clock, ground truth, IMU)
+P_CAMERAS = "cameras"  # bool, render and publish camera images
+P_NAV_CAMERA_RATE = "nav_camera_rate"  # Hz sim time
+P_MAIN_CAMERA_RATE = "main_camera_rate"  # Hz sim time
+P_SEED = "seed"  # int, seeds simulator noise
+P_FAN_TIMEOUT = "fan_timeout"  # s sim time without a fan command -> fans off
+P_INITIAL_POSE = "initial_pose"  # [x, y, z, qx, qy, qz, qw], kibo frame
+# estimator_node
+P_LOCALIZATION = "localization"  # truth | truth-noise
+# control_node
+P_CONTROL_RATE = "control_rate"  # Hz sim time
+P_FLIGHT_MODE = "flight_mode"  # nominal | precision | quiet
+P_STATUS_RATE = "status_rate"  # Hz sim time
+# tour_node
+P_TOUR_FILE = "tour_file"  # path to a mission YAML (intball_nav.mission format)
+P_EXIT_WHEN_DONE = "exit_when_done"  # bool, the tour node exits 0 after the last waypoint
+
+LOCALIZATION_MODES = ("truth-noise", "truth")
+
+# --- QoS --------------------------------------------------------------------------------
+RELIABLE_10 = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+"""Commands, goals, status, odometry, tf: reliable, volatile, keep last 10."""
+LATCHED = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""Camera info: reliable, transient local (late joiners get the last one)."""
+SENSOR = qos_profile_sensor_data
+"""IMU: best effort, keep last 5 (subscribe with the same profile)."""
+IMAGES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+"""Images: reliable keep last 2 (best effort loses most large messages with default Fast DDS)."""
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""/clock as rclpy's TimeSource subscribes to it (best effort, depth 1)."""

@@ -1,0 +1,116 @@
+"""Control node: goal pose + odometry -> intball_nav.gnc -> fan command, wrench, guidance status.
+
+``gnc_step`` runs on a sim-time timer (``control_rate``, default 50 Hz). A goal is planned
+and the first fan command published inside the goal callback (no wait for the next tick).
+Invalid goals (frame, NaN/inf, quaternion, outside the module or in a keep-out zone) are
+rejected: the reason goes to the guidance status topic (state ``rejected``) and the log.
+"""
+
+from __future__ import annotations
+
+from geometry_msgs.msg import PoseStamped, WrenchStamped
+from intball_interfaces.msg import FanCommand, GuidanceStatus
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+
+from intball_nav import gnc, safety
+from intball_nav.dynamics import body_wrench
+from intball_nav.flight_modes import get_flight_mode
+from intball_nav.module import load_module
+from intball_ros import convert, names
+from intball_ros.nodes import run
+
+
+class ControlNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(names.CONTROL_NODE, **kwargs)
+        rate = float(self.declare_parameter(names.P_CONTROL_RATE, 50.0).value)
+        mode_name = str(self.declare_parameter(names.P_FLIGHT_MODE, "nominal").value)
+        status_rate = float(self.declare_parameter(names.P_STATUS_RATE, 10.0).value)
+        self._mode = get_flight_mode(mode_name)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._params = gnc.GncParams.default()
+        module = load_module()
+        self._keep_in = safety.keep_in_from_module(module)
+        self._keep_out = tuple(safety.Box(b.min, b.max, b.name) for b in module.keep_out)
+        self._gnc = gnc.initial_state(self._mode)
+        self._estimate = None
+        self._status_every = max(1, round(rate / status_rate))
+        self._ticks = 0
+        self._fan_pub = self.create_publisher(FanCommand, names.FAN_COMMAND, names.RELIABLE_10)
+        self._wrench_pub = self.create_publisher(WrenchStamped, names.WRENCH_COMMAND, names.RELIABLE_10)
+        self._status_pub = self.create_publisher(GuidanceStatus, names.GUIDANCE_STATUS, names.RELIABLE_10)
+        self.create_subscription(Odometry, names.ODOMETRY, self._on_odometry, names.RELIABLE_10)
+        self.create_subscription(PoseStamped, names.GOAL_POSE, self._on_goal, names.RELIABLE_10)
+        self.create_timer(1.0 / rate, self._on_tick)
+        self.get_logger().info(f"control at {rate:g} Hz sim time, flight mode {self._mode.name}")
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """``flight_mode`` may change at run time (used by the tour driver); applies to the next goal."""
+        for p in params:
+            if p.name == names.P_FLIGHT_MODE:
+                try:
+                    self._mode = get_flight_mode(str(p.value))
+                except (KeyError, ValueError) as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        try:
+            estimate = convert.state_from_odometry(msg)
+        except convert.InvalidMessage as exc:
+            self.get_logger().warning(f"ignoring odometry: {exc}", throttle_duration_sec=2.0)
+            return
+        if self._estimate is None:  # station-keep the start pose until the first goal
+            self._gnc = gnc.hold_position(self._gnc, estimate, self._now())
+        self._estimate = estimate
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        t = self._now()
+        try:
+            goal = convert.goal_from_msg(msg)
+            if self._estimate is None:
+                raise convert.InvalidMessage("no state estimate yet (is the estimator running?)")
+        except convert.InvalidMessage as exc:
+            return self._reject(str(exc), t)
+        new = gnc.set_goal(
+            self._gnc, goal, self._mode, t, self._estimate, self._keep_in, self._keep_out,
+            radius=self._params.robot.radius,
+        )  # fmt: skip
+        if new.status == "rejected":  # an event: keep flying/holding the previous goal
+            return self._reject(new.message.removeprefix("goal rejected: "), t, goal)
+        self._gnc = new
+        self.get_logger().info(self._gnc.message)
+        self._step(t, publish_status=True)
+
+    def _reject(self, reason: str, t: float, goal=None) -> None:
+        self.get_logger().warning(f"goal rejected: {reason}")
+        self._status_pub.publish(convert.rejection_status_msg(reason, t, self._mode.name, goal))
+
+    def _on_tick(self) -> None:
+        if self._estimate is None:
+            return
+        self._ticks += 1
+        self._step(self._now(), publish_status=self._ticks % self._status_every == 0)
+
+    def _step(self, t: float, publish_status: bool) -> None:
+        self._gnc, fans, status = gnc.gnc_step(self._gnc, self._estimate, t, self._params)
+        self._fan_pub.publish(convert.fan_command_msg(fans, t))
+        self._wrench_pub.publish(convert.wrench_msg(body_wrench(fans, self._params.robot), t))
+        if publish_status:
+            self._status_pub.publish(convert.guidance_status_msg(status, t, self._mode.name, self._gnc.goal))
+
+
+NODE_CLASS = ControlNode
+
+
+def main() -> None:
+    run(ControlNode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Helpers for tests and benchmarks that start `intball up` and talk to it with plain rclpy."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def ensure_domain_id() -> str:
+    """Per-run ROS_DOMAIN_ID (tests/conftest.py may already have set one)."""
+    return os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
+
+
+class Graph:
+    """`intball up ARGS` as a child process; output goes to a log file (read with .output())."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        ensure_domain_id()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.log = log
+        self._file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "intball_ros.cli", "up", *args],
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_output(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.output())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in launcher output:\n{self.output()[-4000:]}")
+
+    def child_pids(self, timeout: float = 30.0) -> dict[str, int]:
+        m = self.wait_output(r"intball up: pids (.*)\n", timeout)
+        return {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split(", "))}
+
+    def interrupt(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"launcher still running after {timeout} s:\n{self.output()[-4000:]}"
+            ) from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._file.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def spin_until(node, predicate: Callable[[], object], timeout: float, what: str):
+    """Spin ``node`` until predicate() is truthy; returns its value or fails naming ``what``."""
+    import rclpy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        value = predicate()
+        if value:
+            return value
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
