@@ -53,8 +53,11 @@ class SimNode(Node):
 
         self._robot = load_robot_params()
         module = load_module()
-        self._backend = PyBulletBackend(self._robot, module, seed=seed)
-        self._backend.reset(initial_state(module, initial))
+        # The backend (and its renderer: EGL on Mesa, TinyRenderer fallback) is created on the
+        # loop thread, because an EGL context belongs to the thread that made it.
+        make_backend = lambda: PyBulletBackend(  # noqa: E731
+            self._robot, module, seed=seed, render=cameras, prefer_egl=True, visuals=cameras
+        )
         self._imu = ImuModel(seed=seed + 2)
         self._fan = np.zeros(8)
         self._fan_t = -np.inf
@@ -65,18 +68,24 @@ class SimNode(Node):
         self.create_subscription(FanCommand, names.FAN_COMMAND, self._on_fan_command, names.RELIABLE_10)
         self._cameras = self._setup_cameras(cam_rates) if cameras else []
 
-        self._thread = threading.Thread(target=self._loop, name="sim-loop", daemon=True)
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(make_backend, initial_state(module, initial), ready), daemon=True
+        )
         self._thread.start()
+        ready.wait()
+        if self._backend is None:
+            raise RuntimeError("the simulator backend failed to start (see the error above)")
         p = self._backend.state().position
+        cams = ", ".join(c[0].name for c in self._cameras)
         self.get_logger().info(
             f"simulating at x{self._rate:g} real time, start {np.round(p, 2).tolist()} m, "
-            f"cameras {'on: ' + ', '.join(c[0].name for c in self._cameras) if cameras else 'off'}"
+            + (f"cameras on ({self._backend.renderer.kind} renderer): {cams}" if cameras else "cameras off")
         )
 
     def _setup_cameras(self, rates: dict[str, float]) -> list:
-        from intball_sim.camera import Renderer, load_cameras
+        from intball_sim.camera import load_cameras
 
-        self._renderer = Renderer(self._backend.client_id, prefer_egl=False)
         cams = []
         for name, model in load_cameras().items():
             if name not in names.CAMERA_TOPICS:
@@ -95,7 +104,13 @@ class SimNode(Node):
         except convert.InvalidMessage as exc:
             self.get_logger().warning(f"ignoring fan command: {exc}", throttle_duration_sec=2.0)
 
-    def _loop(self) -> None:
+    def _loop(self, make_backend, start: RigidBodyState, ready: threading.Event) -> None:
+        try:
+            backend = make_backend()
+            backend.reset(start)
+            self._backend = backend
+        finally:
+            ready.set()
         wall0, sim0, k = time.monotonic(), self._backend.sim_time, 0
         while not self._stop.is_set() and self.context.ok():
             self._tick(k)
@@ -124,7 +139,7 @@ class SimNode(Node):
             pose = convert.pose_from_state(state)
             for model, every, image_pub, info_pub in self._cameras:
                 if k % every == 0:
-                    rgb, _depth = self._renderer.render(model, pose.compose(model.T_base_cam))
+                    rgb, _depth = backend.renderer.render(model, pose.compose(model.T_base_cam))
                     image_pub.publish(convert.image_from_array(rgb, t, model.frame_id))
                     info_pub.publish(convert.camera_info_from_model(model, t))
         except RCLError as exc:  # e.g. "cannot publish data" under load, or during shutdown
