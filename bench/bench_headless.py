@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_headless.py [--mission examples/tour.yaml] [--runs 5]
 
 Runs the mission once per seed (0..runs-1, fast mode, truth-noise localization) and prints
-a Markdown block for docs/benchmarks.md: the machine, the median real-time factor (wall
-clock, and per CPU second of this process, which is less sensitive to other load on a
-shared machine; both for the simulation loop, without start-up and plotting), and the
-per-waypoint arrival errors (median and worst over the seeds).
+a Markdown block for docs/benchmarks.md: the machine and its load average, the median
+real-time factor (wall clock, and per CPU second of this process, which is less sensitive
+to other load on a shared machine; both for the simulation loop, without start-up and
+plotting), the CPU time per control tick, and the per-waypoint arrival errors (median and
+worst over the seeds).
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"### Headless simulator: `{mission.name}`{note}\n")
     print(f"- Machine: {machine()}")
     print(
-        f"- Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
-        "(other processes share the machine when this is high)"
+        f"- Load average (1 / 5 / 15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
+        f"after: {' / '.join(f'{x:.1f}' for x in load_after)} "
+        "(other processes share the machine when this is high: trust the CPU figures)"
     )
     print(
         f"- Rates: physics {PHYSICS_HZ:g} Hz, estimator + GNC {CONTROL_HZ:g} Hz; airflow and thrust "
@@ -99,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         f"- Real-time factor, median (min..max): wall {statistics.median(rtf_wall):.0f} "
         f"({min(rtf_wall):.0f}..{max(rtf_wall):.0f}); per CPU second {statistics.median(rtf_cpu):.0f} "
         f"({min(rtf_cpu):.0f}..{max(rtf_cpu):.0f})"
+    )
+    cpu_per_tick = [r["cpu_time_s"] / (r["sim_time_s"] * CONTROL_HZ) * 1e6 for r in runs]
+    print(
+        f"- CPU time per {CONTROL_HZ:g} Hz control tick (estimator + GNC + 1/{CONTROL_HZ:g} s of "
+        f"physics + logging): {statistics.median(cpu_per_tick):.0f} us (median)"
     )
     print(f"- Sim time per run: {statistics.median(r['sim_time_s'] for r in runs):.1f} s (median)")
     print(

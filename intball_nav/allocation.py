@@ -15,7 +15,8 @@ gives closed forms for everything:
    ``s_f <= 1`` (a minimum over the pairwise spread constraints, linear in ``s_f``).
 
 The structure is checked when the allocator for a geometry is first built; a geometry
-without it raises ValueError. Cost: ~15 microseconds per call (``bench/bench_allocation.py``).
+without it raises ValueError. Cost (CPU time, 2-core AMD EPYC): ~6 us per call for a feasible
+wrench (step 1 on plain floats), ~35 us when saturating (``bench/bench_allocation.py``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class _Allocator:
     pair_j: np.ndarray
     lo: float
     hi: float
+    pinv_rows: tuple[tuple[float, ...], ...]  # pinv as plain floats, for the fast path
+    group_lists: tuple[tuple[int, ...], ...]
 
 
 _HUGE_WRENCH = 1e6  # N or N m; any wrench this large saturates by orders of magnitude
@@ -98,6 +101,8 @@ def _build(params: RobotParams) -> _Allocator:
         pair_j=np.array([p[1] for p in pairs]),
         lo=params.fan_min,
         hi=params.fan_max,
+        pinv_rows=tuple(tuple(row) for row in pinv.tolist()),
+        group_lists=tuple(tuple(g) for g in groups),
     )
 
 
@@ -107,6 +112,31 @@ def _allocator(params: RobotParams) -> _Allocator:
         entry = (params, _build(params))
         _CACHE[id(params)] = entry
     return entry[1]
+
+
+def _allocate_feasible(w: list[float], a: _Allocator) -> np.ndarray | None:
+    """Step 1 of the module docstring on plain floats: the thrusts (8,) N, or None if the
+    wrench (6 floats) is infeasible, too large or not finite (:func:`_allocate_general`
+    handles those). The common case, and ~3x faster than numpy on arrays this small."""
+    w0, w1, w2, w3, w4, w5 = w
+    big = _HUGE_WRENCH
+    if not (-big <= w0 <= big and -big <= w1 <= big and -big <= w2 <= big):  # False for NaN
+        return None
+    if not (-big <= w3 <= big and -big <= w4 <= big and -big <= w5 <= big):
+        return None
+    t = [p0 * w0 + p1 * w1 + p2 * w2 + p3 * w3 + p4 * w4 + p5 * w5 for p0, p1, p2, p3, p4, p5 in a.pinv_rows]
+    lo, hi = a.lo, a.hi
+    span = hi - lo
+    for group in a.group_lists:
+        values = [t[i] for i in group]
+        low = min(values)
+        if max(values) - low > span:
+            return None
+        lift = lo - low
+        for i in group:
+            ti = t[i] + lift
+            t[i] = lo if ti < lo else hi if ti > hi else ti  # the clip catches round-off only
+    return np.array(t)
 
 
 def allocate(wrench_body: np.ndarray, params: RobotParams) -> AllocationResult:
@@ -120,6 +150,17 @@ def allocate(wrench_body: np.ndarray, params: RobotParams) -> AllocationResult:
     w = np.asarray(wrench_body, dtype=float)
     if w.shape != (6,):
         raise ValueError(f"wrench must have shape (6,) [Fx, Fy, Fz, Tx, Ty, Tz], got {w.shape}")
+    a = _allocator(params)
+    thrust = _allocate_feasible(w.tolist(), a)
+    if thrust is not None:
+        return AllocationResult(
+            thrust=thrust, achieved=a.B @ thrust, scale=1.0, torque_scale=1.0, saturated=False
+        )
+    return _allocate_general(w, a)
+
+
+def _allocate_general(w: np.ndarray, a: _Allocator) -> AllocationResult:
+    """:func:`allocate` for any wrench (6,) (both steps of the module docstring, numpy)."""
     largest = float(np.abs(w).max())  # NaN or inf if any element is
     if not largest <= _HUGE_WRENCH:
         if not np.isfinite(w).all():
@@ -131,7 +172,6 @@ def allocate(wrench_body: np.ndarray, params: RobotParams) -> AllocationResult:
         w = np.concatenate([w[:3] * pre_f, w[3:] * pre_t])
     else:
         pre_f = pre_t = 1.0
-    a = _allocator(params)
     span = a.hi - a.lo
     t = a.pinv @ w
     g = t[a.groups]

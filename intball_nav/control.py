@@ -18,14 +18,15 @@ norm so that large errors (a bump, a lost estimate) give a bounded return speed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from intball_nav import config
-from intball_nav.dynamics import RigidBodyState, cross3
-from intball_nav.frames import quat_conjugate, quat_multiply, rotmat_from_quat, rotvec_from_quat
+from intball_nav.dynamics import RigidBodyState
+from intball_nav.frames import quat_multiply_f, rotmat_from_quat_f, rotvec_from_quat_f
 from intball_nav.guidance import Setpoint
 from intball_nav.robot import ROBOT_YAML_PATH, RobotParams
 
@@ -78,9 +79,19 @@ def load_gains(yaml_path: str | Path | None = None) -> ControlGains:
     return ControlGains(**values)
 
 
-def _saturate(e: np.ndarray, limit: float) -> np.ndarray:
-    n = float(np.sqrt(e @ e))
-    return e * (limit / n) if n > limit else e
+def _saturate_f(x: float, y: float, z: float, limit: float) -> tuple[float, float, float]:
+    """The vector (x, y, z) with its norm limited to ``limit`` (direction kept)."""
+    n = math.sqrt(x * x + y * y + z * z)
+    if n > limit:
+        k = limit / n
+        return x * k, y * k, z * k
+    return x, y, z
+
+
+def _matvec_f(R: tuple[float, ...], x: float, y: float, z: float) -> tuple[float, float, float]:
+    """R @ (x, y, z) for R given as 9 row-major floats."""
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = R
+    return r00 * x + r01 * y + r02 * z, r10 * x + r11 * y + r12 * z, r20 * x + r21 * y + r22 * z
 
 
 def pose_control(
@@ -94,31 +105,60 @@ def pose_control(
 
     integral : (3,) m s, kibo frame, integrated position error (see integrate_position_error)
     """
-    R = rotmat_from_quat(estimate.quat)
-    e_p = _saturate(setpoint.position - estimate.position, gains.pos_error_limit)
-    a_cmd = (
-        setpoint.acceleration + gains.pos_kp * e_p + gains.pos_kd * (setpoint.velocity - estimate.velocity)
-    )
-    if integral is not None:
-        a_cmd = a_cmd + gains.pos_ki * integral
-    force_kibo = params.mass * a_cmd + params.drag_linear * setpoint.velocity
+    # Plain-float arithmetic (runs every control tick; numpy costs ~1 us per (3,) operation).
+    # The formulas are those of the module docstring, one line per vector component.
+    q = estimate.quat.tolist()
+    px, py, pz = estimate.position.tolist()
+    vx, vy, vz = estimate.velocity.tolist()
+    wx, wy, wz = estimate.omega.tolist()
+    rpx, rpy, rpz = setpoint.position.tolist()
+    rvx, rvy, rvz = setpoint.velocity.tolist()
+    rax, ray, raz = setpoint.acceleration.tolist()
+    kp, kd = gains.pos_kp, gains.pos_kd
 
-    q_err = quat_multiply(quat_conjugate(estimate.quat), setpoint.quat)
-    e_R = _saturate(rotvec_from_quat(q_err), gains.att_error_limit)
-    w = estimate.omega
-    if setpoint.omega.any() or setpoint.alpha.any():
-        R_err = rotmat_from_quat(q_err)
-        w_ref = R_err @ setpoint.omega
-        alpha_ref = R_err @ setpoint.alpha - cross3(w, w_ref)
+    ex, ey, ez = _saturate_f(rpx - px, rpy - py, rpz - pz, gains.pos_error_limit)
+    ax = rax + kp * ex + kd * (rvx - vx)
+    ay = ray + kp * ey + kd * (rvy - vy)
+    az = raz + kp * ez + kd * (rvz - vz)
+    if integral is not None:
+        ix, iy, iz = np.asarray(integral, dtype=float).tolist()
+        ki = gains.pos_ki
+        ax, ay, az = ax + ki * ix, ay + ki * iy, az + ki * iz
+    m, c = params.mass, params.drag_linear
+    fx, fy, fz = m * ax + c * rvx, m * ay + c * rvy, m * az + c * rvz
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = rotmat_from_quat_f(q)
+
+    x, y, z, w = q
+    q_err = quat_multiply_f((-x, -y, -z, w), setpoint.quat.tolist())
+    erx, ery, erz = _saturate_f(*rotvec_from_quat_f(q_err), gains.att_error_limit)
+    omega_d, alpha_d = setpoint.omega.tolist(), setpoint.alpha.tolist()
+    if any(omega_d) or any(alpha_d):
+        R_err = rotmat_from_quat_f(q_err)
+        wrx, wry, wrz = _matvec_f(R_err, *omega_d)
+        bx, by, bz = _matvec_f(R_err, *alpha_d)
+        alx = bx - (wy * wrz - wz * wry)  # alpha_ref = R_err alpha_d - w x w_ref
+        aly = by - (wz * wrx - wx * wrz)
+        alz = bz - (wx * wry - wy * wrx)
     else:  # holding an attitude: no reference rates to map
-        w_ref = alpha_ref = setpoint.omega
-    Iw = params.inertia @ w
-    torque = (
-        params.inertia @ (alpha_ref + gains.att_kp * e_R + gains.att_kd * (w_ref - w))
-        + cross3(w, Iw)
-        + params.drag_angular * w
+        wrx = wry = wrz = alx = aly = alz = 0.0
+    (i00, i01, i02), (i10, i11, i12), (i20, i21, i22) = params.inertia.tolist()
+    Iwx = i00 * wx + i01 * wy + i02 * wz
+    Iwy = i10 * wx + i11 * wy + i12 * wz
+    Iwz = i20 * wx + i21 * wy + i22 * wz
+    akp, akd, ca = gains.att_kp, gains.att_kd, params.drag_angular
+    ux = alx + akp * erx + akd * (wrx - wx)
+    uy = aly + akp * ery + akd * (wry - wy)
+    uz = alz + akp * erz + akd * (wrz - wz)
+    return np.array(
+        [
+            r00 * fx + r10 * fy + r20 * fz,  # R^T @ force_kibo
+            r01 * fx + r11 * fy + r21 * fz,
+            r02 * fx + r12 * fy + r22 * fz,
+            i00 * ux + i01 * uy + i02 * uz + (wy * Iwz - wz * Iwy) + ca * wx,
+            i10 * ux + i11 * uy + i12 * uz + (wz * Iwx - wx * Iwz) + ca * wy,
+            i20 * ux + i21 * uy + i22 * uz + (wx * Iwy - wy * Iwx) + ca * wz,
+        ]
     )
-    return np.concatenate([R.T @ force_kibo, torque])
 
 
 def integrate_position_error(
@@ -128,7 +168,9 @@ def integrate_position_error(
 
     Integrates only inside ``pos_i_zone``; the norm is clamped to ``pos_i_limit``.
     """
-    e = setpoint.position - estimate.position
-    if float(np.sqrt(e @ e)) >= gains.pos_i_zone or dt <= 0.0:
+    (rx, ry, rz), (px, py, pz) = setpoint.position.tolist(), estimate.position.tolist()
+    ex, ey, ez = rx - px, ry - py, rz - pz
+    if math.sqrt(ex * ex + ey * ey + ez * ez) >= gains.pos_i_zone or dt <= 0.0:
         return integral
-    return _saturate(integral + e * dt, gains.pos_i_limit)
+    ix, iy, iz = np.asarray(integral, dtype=float).tolist()
+    return np.array(_saturate_f(ix + ex * dt, iy + ey * dt, iz + ez * dt, gains.pos_i_limit))

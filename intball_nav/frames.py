@@ -9,10 +9,15 @@ Conventions (see docs/conventions.md):
 - Roll/pitch/yaw are the ROS convention: extrinsic rotations about fixed x, y, z axes
   (equivalently intrinsic z-y'-x''), ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``.
 - SI units: metres, radians. Degrees only at edges, with a ``_deg`` suffix.
+
+Functions ending in ``_f`` are the same formulas on plain floats (tuples in, tuples out)
+for the 50 Hz loop: a numpy call on a (3,) or (4,) array costs ~1 us, Python float
+arithmetic ~0.05 us per operation. They do no validation; the array forms are the API.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -170,9 +175,10 @@ def quat_slerp(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
 
 def quat_angle(q0: np.ndarray, q1: np.ndarray) -> float:
     """Rotation angle (rad, in [0, pi]) between two orientations. q0, q1 : (4,) xyzw."""
-    q_rel = quat_multiply(quat_conjugate(np.asarray(q0, dtype=float)), np.asarray(q1, dtype=float))
+    x0, y0, z0, w0 = np.asarray(q0, dtype=float).tolist()
+    x, y, z, w = quat_multiply_f((-x0, -y0, -z0, w0), np.asarray(q1, dtype=float).tolist())
     # atan2 form: accurate for tiny angles, where arccos(|q0.q1|) loses half the digits.
-    return float(2.0 * np.arctan2(np.sqrt(q_rel[:3] @ q_rel[:3]), abs(q_rel[3])))
+    return 2.0 * math.atan2(math.sqrt(x * x + y * y + z * z), abs(w))
 
 
 def quat_wxyz_from_xyzw(q: np.ndarray) -> np.ndarray:
@@ -183,6 +189,75 @@ def quat_wxyz_from_xyzw(q: np.ndarray) -> np.ndarray:
 def quat_xyzw_from_wxyz(q: np.ndarray) -> np.ndarray:
     """Reorder (w, x, y, z) -> (x, y, z, w)."""
     return np.array([q[1], q[2], q[3], q[0]])
+
+
+# ----------------------------------------------------------------------------- plain-float forms
+Quat4 = tuple[float, float, float, float]
+Vec3 = tuple[float, float, float]
+
+
+def quat_multiply_f(q1: Quat4 | list[float], q2: Quat4 | list[float]) -> Quat4:
+    """:func:`quat_multiply` on plain floats: Hamilton product ``q1 * q2``, xyzw."""
+    x1, y1, z1, w1 = q1
+    x2, y2, z2, w2 = q2
+    return (
+        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+    )
+
+
+def quat_normalize_f(q: Quat4) -> Quat4:
+    """:func:`quat_normalize` on plain floats (unit norm, w >= 0); no check of the norm."""
+    x, y, z, w = q
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if w < 0.0:
+        n = -n
+    return (x / n, y / n, z / n, w / n)
+
+
+def quat_from_rotvec_f(rx: float, ry: float, rz: float) -> Quat4:
+    """:func:`quat_from_rotvec` on plain floats: quaternion xyzw of rotation vector (rad)."""
+    angle = math.sqrt(rx * rx + ry * ry + rz * rz)
+    if angle < 1e-8:
+        x, y, z = 0.5 * rx, 0.5 * ry, 0.5 * rz
+        n = math.sqrt(x * x + y * y + z * z + 1.0)
+        return (x / n, y / n, z / n, 1.0 / n)
+    half = 0.5 * angle
+    s = math.sin(half)
+    return (rx / angle * s, ry / angle * s, rz / angle * s, math.cos(half))
+
+
+def rotvec_from_quat_f(q: Quat4) -> Vec3:
+    """:func:`rotvec_from_quat` on plain floats: rotation vector (rad), angle in [0, pi]."""
+    x, y, z, w = q
+    if w < 0.0:
+        x, y, z, w = -x, -y, -z, -w
+    s = math.sqrt(x * x + y * y + z * z)
+    if s < 1e-8:
+        return (2.0 * x, 2.0 * y, 2.0 * z)
+    angle = 2.0 * math.atan2(s, w)
+    return (x / s * angle, y / s * angle, z / s * angle)
+
+
+def rotmat_from_quat_f(q: Quat4) -> tuple[float, float, float, float, float, float, float, float, float]:
+    """:func:`rotmat_from_quat` on plain floats: the 9 entries of R, row-major."""
+    x, y, z, w = q
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    return (
+        1.0 - 2.0 * (yy + zz),
+        2.0 * (xy - wz),
+        2.0 * (xz + wy),
+        2.0 * (xy + wz),
+        1.0 - 2.0 * (xx + zz),
+        2.0 * (yz - wx),
+        2.0 * (xz - wy),
+        2.0 * (yz + wx),
+        1.0 - 2.0 * (xx + yy),
+    )
 
 
 @dataclass(frozen=True)

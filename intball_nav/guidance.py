@@ -11,7 +11,7 @@ motions together. Setpoints carry feed-forward acceleration and angular accelera
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,9 +19,10 @@ from intball_nav.flight_modes import FlightMode
 from intball_nav.frames import (
     Pose,
     quat_conjugate,
-    quat_from_rotvec,
+    quat_from_rotvec_f,
     quat_multiply,
-    quat_normalize,
+    quat_multiply_f,
+    quat_normalize_f,
     rotvec_from_quat,
 )
 
@@ -121,6 +122,15 @@ class Trajectory:
     translation: TrapezoidProfile
     axis: np.ndarray
     rotation: TrapezoidProfile
+    _floats: tuple = field(init=False, repr=False, compare=False)
+    """start position, start quat, direction, axis as plain floats (for :meth:`sample`)."""
+
+    def __post_init__(self) -> None:
+        floats = tuple(
+            tuple(np.asarray(a, dtype=float).tolist())
+            for a in (self.start.position, self.start.quat, self.direction, self.axis)
+        )
+        object.__setattr__(self, "_floats", floats)
 
     @property
     def t_end(self) -> float:
@@ -129,20 +139,23 @@ class Trajectory:
 
     def sample(self, t: float) -> Setpoint:
         """Setpoint at absolute time t (s); the start before t_start, the goal after t_end."""
-        if t >= self.t_end:
+        if t >= self.t_start + self.duration:
             return Setpoint.at_rest(self.goal)
         if t <= self.t_start:
             return Setpoint.at_rest(self.start)
         tau = t - self.t_start
         s, sd, sdd = self.translation.sample(tau)
         th, thd, thdd = self.rotation.sample(tau)
+        # Plain floats (runs every control tick): the same formulas as the array helpers.
+        (px, py, pz), q_start, (dx, dy, dz), (ux, uy, uz) = self._floats
+        q_rel = quat_from_rotvec_f(th * ux, th * uy, th * uz)
         return Setpoint(
-            position=self.start.position + s * self.direction,
-            velocity=sd * self.direction,
-            acceleration=sdd * self.direction,
-            quat=quat_normalize(quat_multiply(self.start.quat, quat_from_rotvec(th * self.axis))),
-            omega=thd * self.axis,
-            alpha=thdd * self.axis,
+            position=np.array([px + s * dx, py + s * dy, pz + s * dz]),
+            velocity=np.array([sd * dx, sd * dy, sd * dz]),
+            acceleration=np.array([sdd * dx, sdd * dy, sdd * dz]),
+            quat=np.array(quat_normalize_f(quat_multiply_f(q_start, q_rel))),
+            omega=np.array([thd * ux, thd * uy, thd * uz]),
+            alpha=np.array([thdd * ux, thdd * uy, thdd * uz]),
         )
 
 

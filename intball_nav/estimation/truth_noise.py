@@ -82,10 +82,15 @@ def truth_noise_estimate(
     n = np.asarray(noise, dtype=float)
     if n.shape != (NOISE_DIM,):
         raise ValueError(f"noise must have shape ({NOISE_DIM},), got {n.shape}")
+    return _estimate(truth, params, n.tolist())
+
+
+def _estimate(truth: RigidBodyState, params: TruthNoiseParams, draws: list[float]) -> RigidBodyState:
+    """:func:`truth_noise_estimate` without the checks; draws : 12 floats (the hot path)."""
     # Plain-float arithmetic: this runs once per estimator tick in the headless loop.
-    n0, n1, n2, a0, a1, a2, n6, n7, n8, n9, n10, n11 = n.tolist()
+    n0, n1, n2, a0, a1, a2, n6, n7, n8, n9, n10, n11 = draws
     sp, sa, sv, sw = params.position_sigma, params.attitude_sigma, params.velocity_sigma, params.omega_sigma
-    x, y, z, w = np.asarray(truth.quat, dtype=float).tolist()
+    x, y, z, w = truth.quat.tolist()
     rx, ry, rz = sa * a0, sa * a1, sa * a2
     angle = math.sqrt(rx * rx + ry * ry + rz * rz)
     if angle > 0.0:
@@ -100,14 +105,14 @@ def truth_noise_estimate(
     norm = math.sqrt(x * x + y * y + z * z + w * w)
     if w < 0.0:
         norm = -norm
-    px, py, pz = np.asarray(truth.position, dtype=float).tolist()
-    vx, vy, vz = np.asarray(truth.velocity, dtype=float).tolist()
-    wx, wy, wz = np.asarray(truth.omega, dtype=float).tolist()
-    return RigidBodyState(
-        position=np.array([px + sp * n0, py + sp * n1, pz + sp * n2]),
-        quat=np.array([x / norm, y / norm, z / norm, w / norm]),
-        velocity=np.array([vx + sv * n6, vy + sv * n7, vz + sv * n8]),
-        omega=np.array([wx + sw * n9, wy + sw * n10, wz + sw * n11]),
+    px, py, pz = truth.position.tolist()
+    vx, vy, vz = truth.velocity.tolist()
+    wx, wy, wz = truth.omega.tolist()
+    return RigidBodyState._trusted(
+        np.array([px + sp * n0, py + sp * n1, pz + sp * n2]),
+        np.array([x / norm, y / norm, z / norm, w / norm]),
+        np.array([vx + sv * n6, vy + sv * n7, vz + sv * n8]),
+        np.array([wx + sw * n9, wy + sw * n10, wz + sw * n11]),
     )
 
 
@@ -126,14 +131,14 @@ class TruthNoiseEstimator:
         if mode == MODE_TRUTH and self.params != TruthNoiseParams.zero():
             raise ValueError("mode 'truth' means no noise; use mode 'truth-noise' with noise parameters")
         self._rng = np.random.default_rng(seed)
-        self._table = np.zeros((0, NOISE_DIM))
+        self._table: list[list[float]] = []
         self._row = 0
 
     def update(self, truth: RigidBodyState) -> RigidBodyState:
         """Estimate of the current state from the ground truth."""
         if self._row >= len(self._table):  # draws taken in batches: same stream, less overhead
-            self._table = self._rng.standard_normal((_BATCH, NOISE_DIM))
+            self._table = self._rng.standard_normal((_BATCH, NOISE_DIM)).tolist()
             self._row = 0
-        noise = self._table[self._row]
+        draws = self._table[self._row]
         self._row += 1
-        return truth_noise_estimate(truth, self.params, noise)
+        return _estimate(truth, self.params, draws)

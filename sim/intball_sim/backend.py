@@ -16,9 +16,10 @@ position and attitude lead the exact solution by about (v - v0) h / 2 and (w - w
 (h = physics step). Measured over 20 s of varied commands at 200 Hz: < 0.5 mm, < 0.15 deg
 at body rates up to 0.7 rad/s (``tests/test_sim_backend_agreement.py``).
 
-Speed (2-core AMD EPYC, shared): one ``step`` of 20 ms at 100 Hz physics in the
-physics-only module costs ~80 us, of which ~35 us is PyBullet stepping the 54 static wall
-multibodies.
+Speed (2-core AMD EPYC, shared, CPU time): one ``step`` of 20 ms at 100 Hz physics in the
+physics-only module costs ~40 us: 2 x ~5 us ``stepSimulation`` (the static walls use
+maximal coordinates), 2 x ~4 us of other PyBullet calls (forces, contacts, state), ~8 us
+of fan lag, noise and wrench arithmetic (kept to a few numpy operations on (n, 8) arrays).
 
 Time: :meth:`PyBulletBackend.step` advances the requested dt with a fixed-step
 accumulator: as many whole physics steps as fit; a remainder carries over to the next
@@ -123,7 +124,7 @@ class PyBulletBackend:
         self._noise_hold = max(1, round(robot.fan_tau / self.physics_dt))
         self._noise_table = np.zeros((0, NUM_FANS))
         self._noise_base = 0
-        self._aranges: dict[int, np.ndarray] = {}
+        self._per_n: dict[int, tuple[np.ndarray, float]] = {}
         self._air_next = 0.0
 
         self._client = p.connect(p.DIRECT)
@@ -276,10 +277,10 @@ class PyBulletBackend:
         """Advance by dt (s) holding the fan command (8,) N (clipped to the fan limits)."""
         if not dt >= 0.0:
             raise ValueError(f"dt must be >= 0, got {dt}")
-        cmd = np.asarray(fan_command, dtype=float)
-        if cmd.shape != (NUM_FANS,) or not math.isfinite(cmd.sum()):
+        cmd_arr = np.asarray(fan_command, dtype=float)
+        if cmd_arr.shape != (NUM_FANS,) or not math.isfinite(cmd_arr.sum()):
             raise ValueError(f"fan_command must be {NUM_FANS} finite thrusts in N, got {fan_command!r}")
-        cmd = np.minimum(np.maximum(cmd, self._fan_min), self._fan_max)
+        cmd = np.minimum(np.maximum(cmd_arr, self._fan_min), self._fan_max)
         self._requested += dt
         n = int(math.floor(self._requested / self.physics_dt + 1e-6)) - self._steps
         if n <= 0:
@@ -303,17 +304,16 @@ class PyBulletBackend:
 
         # Fan thrust per physics step: the exact lag of intball_nav.dynamics.fan_step,
         # vectorised over the n steps (identical to n chained fan_step calls to 1e-15 N, see
-        # tests/test_sim_backend.py; calling it per step costs ~10 us), then noise, then the wrench.
-        thrust0 = self._fans.thrust
-        self._fans = FanState(cmd + (thrust0 - cmd) * self._decay**n)
-        steps = self._aranges.get(n)
-        if steps is None:
-            steps = self._aranges[n] = np.arange(n)
-        means = cmd + np.outer(self._decay**steps, (thrust0 - cmd) * self._mean_factor)  # (n, 8) N
+        # tests/test_sim_backend.py; calling it per step costs ~10 us), then noise, then the
+        # wrench. Arrays this small cost ~1 us per numpy operation: keep the count low.
+        decay_col, decay_n = self._decay_powers(n)
+        diff = self._fans.thrust - cmd
+        self._fans = FanState(cmd + diff * decay_n)
+        means = cmd + decay_col * (diff * self._mean_factor)  # (n, 8) N
         if self._noise_on:
-            means = np.minimum(
-                np.maximum(means + self._thrust_noise(steps) * (cmd > 0.0), self._fan_min), self._fan_max
-            )
+            means += self._noise_block(n) * (cmd > 0.0)  # idle fans make no noise
+            np.maximum(means, self._fan_min, out=means)
+            np.minimum(means, self._fan_max, out=means)
         wrenches = (means @ self._B_pb.T).tolist()  # (n, 6) [force; torque], PyBullet base frame
 
         # Hot loop (one pass per physics step): PyBullet calls take physicsClientId
@@ -367,6 +367,13 @@ class PyBulletBackend:
         self._imu_span = (v_first, w_first, n * h)
         self._raw = (pos, orn, v, w)  # state() builds the RigidBodyState from this on demand
 
+    def _decay_powers(self, n: int) -> tuple[np.ndarray, float]:
+        """(decay**arange(n) as an (n, 1) column, decay**n) for a call of n physics steps."""
+        entry = self._per_n.get(n)
+        if entry is None:
+            entry = self._per_n[n] = ((self._decay ** np.arange(n))[:, None], self._decay**n)
+        return entry
+
     def _thrust_noise(self, steps: np.ndarray) -> np.ndarray:
         """(n, 8) N thrust noise for the next n physics steps (steps = arange(n)).
 
@@ -375,14 +382,26 @@ class PyBulletBackend:
         caller splits time into ``step`` calls.
         """
         blocks = (self._steps + steps) // self._noise_hold
-        last = int(blocks[-1]) - self._noise_base
+        self._extend_noise_table(int(blocks[0]), int(blocks[-1]))
+        return self._noise_table[blocks - self._noise_base]
+
+    def _noise_block(self, n: int) -> np.ndarray:
+        """``_thrust_noise(arange(n))`` for the hot path: a view of the table if one draw per step."""
+        hold, s0 = self._noise_hold, self._steps
+        if hold != 1:
+            return self._thrust_noise(np.arange(n))
+        self._extend_noise_table(s0, s0 + n - 1)
+        return self._noise_table[s0 - self._noise_base : s0 + n - self._noise_base]
+
+    def _extend_noise_table(self, first: int, last: int) -> None:
+        """Make the draws of noise blocks first..last available (NOISE_BATCH at a time)."""
+        last -= self._noise_base
         if last >= len(self._noise_table):
-            first = int(blocks[0]) - self._noise_base
+            first -= self._noise_base
             count = max(NOISE_BATCH, last - len(self._noise_table) + 1)
             fresh = self.robot.fan_noise_sigma * self._rng.standard_normal((count, NUM_FANS))
             self._noise_table = np.concatenate([self._noise_table[first:], fresh])
             self._noise_base += first
-        return self._noise_table[blocks - self._noise_base]
 
     def _register_contacts(self, cps: tuple) -> None:
         """Count a collision when the robot starts touching anything after touching nothing.
@@ -425,7 +444,7 @@ class PyBulletBackend:
             )
         if q[3] < 0.0:
             q = -q
-        self._state_cache = RigidBodyState(np.array(pos), q, np.array(v), omega)
+        self._state_cache = RigidBodyState._trusted(np.array(pos), q, np.array(v), omega)
         return self._state_cache
 
     def imu_truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

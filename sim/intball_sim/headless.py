@@ -97,6 +97,13 @@ class _WaypointRecord:
         }
 
 
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance (m) between two (3,) points; plain floats (runs every tick while holding)."""
+    (ax, ay, az), (bx, by, bz) = a.tolist(), b.tolist()
+    dx, dy, dz = ax - bx, ay - by, az - bz
+    return math.sqrt(dx * dx + dy * dy + dz * dz)
+
+
 def _module_boxes(module: ModuleGeometry) -> tuple[Box, tuple[Box, ...]]:
     keep_out = tuple(Box(np.asarray(b.min), np.asarray(b.max), b.name) for b in module.keep_out)
     return keep_in_from_module(module), keep_out
@@ -161,9 +168,9 @@ def run_mission(
         backend.reset(RigidBodyState(position=mission.start.position, quat=mission.start.quat))
         gnc = initial_state(modes[mission.flight_mode])
         records: list[_WaypointRecord] = []
-        log_t: list[float] = []
-        log_truth: list[np.ndarray] = []
-        log_est: list[np.ndarray] = []
+        # TUM rows as plain lists (t, x, y, z, qx, qy, qz, qw): cheaper per row than arrays.
+        log_truth: list[list[float]] = []
+        log_est: list[list[float]] = []
 
         wall0, cpu0 = time.perf_counter(), time.process_time()
         t = 0.0
@@ -207,7 +214,7 @@ def run_mission(
                 if status.arrived:
                     record.reached = True
                     record.t_arrival = t
-                    record.position_error_m = float(np.linalg.norm(truth.position - wp.pose.position))
+                    record.position_error_m = _distance(truth.position, wp.pose.position)
                     record.attitude_error_deg = math.degrees(quat_angle(truth.quat, wp.pose.quat))
                     record.hold_max_position_error_m = record.position_error_m
                     record.message = "reached"
@@ -220,15 +227,14 @@ def run_mission(
                     )
                     phase = "next"
             if phase == "holding":
-                err = float(np.linalg.norm(truth.position - wp.pose.position))
+                err = _distance(truth.position, wp.pose.position)
                 record.hold_max_position_error_m = max(record.hold_max_position_error_m or 0.0, err)
                 if t >= hold_until - 1e-9:
                     phase = "next"
 
             if tick % log_every == 0:
-                log_t.append(t)
-                log_truth.append(np.concatenate([truth.position, truth.quat]))
-                log_est.append(np.concatenate([estimate.position, estimate.quat]))
+                log_truth.append([t, *truth.position.tolist(), *truth.quat.tolist()])
+                log_est.append([t, *estimate.position.tolist(), *estimate.quat.tolist()])
 
             backend.step(fan_command, dt)
             tick += 1
@@ -244,9 +250,8 @@ def run_mission(
                     time.sleep(ahead)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 
-        log_t.append(t)
-        log_truth.append(np.concatenate([truth.position, truth.quat]))
-        log_est.append(np.concatenate([estimate.position, estimate.quat]))
+        log_truth.append([t, *truth.position.tolist(), *truth.quat.tolist()])
+        log_est.append([t, *estimate.position.tolist(), *estimate.quat.tolist()])
         if end_reason != "completed":
             if record is not None and not record.reached and not record.message:
                 record.message = f"not reached: {end_reason}"
@@ -264,7 +269,8 @@ def run_mission(
                         message=f"not reached: {end_reason}",
                     )
                 )
-        truth_arr, est_arr, times = np.array(log_truth), np.array(log_est), np.array(log_t)
+        truth_rows, est_rows = np.array(log_truth), np.array(log_est)
+        times, truth_arr, est_arr = truth_rows[:, 0], truth_rows[:, 1:], est_rows[:, 1:]
         write_tum(out / "ground_truth.tum", times, truth_arr[:, :3], truth_arr[:, 3:])
         write_tum(out / "estimate.tum", times, est_arr[:, :3], est_arr[:, 3:])
 
