@@ -32,18 +32,24 @@ def fail(path: str | Path, node: yaml.Node, field: str, message: str) -> ConfigE
     return ConfigError(f"{location(path, node)}: {field}: {message}")
 
 
-def compose_file(path: str | Path) -> yaml.MappingNode:
-    """Parse a YAML file into a node tree whose root must be a mapping."""
+def compose_yaml(path: str | Path) -> yaml.Node | None:
+    """Parse a YAML file into a node tree (keeps line marks); errors name file and line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
         raise ConfigError(f"{path.name}:{line}: invalid YAML: {exc.problem}") from exc
+
+
+def compose_file(path: str | Path) -> yaml.MappingNode:
+    """Parse a YAML file into a node tree whose root must be a mapping."""
+    path = Path(path)
+    root = compose_yaml(path)
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{path.name}:1: the file must hold a mapping (key: value pairs)")
     return root

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from intball_nav.config import ConfigError
+from intball_nav.config import ConfigError, compose_yaml
 
 PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
 """The packaged named profiles: ideal, iss-nominal, iss-degraded, los-heavy."""
@@ -374,15 +374,7 @@ def _line(path: Path, lines: dict[str, int], prefix: str, field_path: str) -> st
 
 def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     """Parse YAML into plain python plus ``{dotted.key: line}`` for every mapping key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
-        raise ConfigError(f"{path.name}:{line}: invalid YAML: {exc.problem}") from exc
+    root = compose_yaml(path)
     lines: dict[str, int] = {}
     constructor = yaml.constructor.SafeConstructor()
 
