@@ -34,8 +34,10 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages the project needs (add to this list, e.g. chromium for browser tests).
 # ca-certificates: pip over https (Debian's pip uses the system CA store);
 # python3-venv/python3-dev/g++: venv, Python.h and C++ for the rosidl build;
-# libegl1/libegl-mesa0/libgl1-mesa-dri: PyBullet's EGL renderer on Mesa (no GPU needed).
-APT_PACKAGES ?= ca-certificates python3-venv python3-dev g++ libegl1 libegl-mesa0 libgl1-mesa-dri
+# libegl1/libegl-mesa0/libgl1-mesa-dri: PyBullet's EGL renderer on Mesa (no GPU needed);
+# libgl1/libusb-1.0-0: shared libraries open3d's wheel links against (found with ldd).
+APT_PACKAGES ?= ca-certificates python3-venv python3-dev g++ libegl1 libegl-mesa0 libgl1-mesa-dri \
+  libgl1 libusb-1.0-0
 
 # ROS 2 interface packages under ros_ws/src, built in this order.
 ROS_PACKAGES := tf2_msgs intball_interfaces
