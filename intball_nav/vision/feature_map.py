@@ -1,0 +1,1187 @@
+"""Natural-feature map of the module and localization against it (ORB features, known-pose survey).
+
+The map (``FeatureMap``) is a sparse set of 3-D points in the kibo frame, each with one ORB
+descriptor, built from survey images whose camera poses are known (``build_feature_map_from_views``;
+the simulator renders them in ``intball_sim.mapping``). Keyframes (every survey view) keep their
+pose and the ids of the points they observed, for relocalization retrieval.
+
+Map building (``build_feature_map_from_views``):
+
+1. ORB keypoints and descriptors in every view (``OrbParams``).
+2. Candidate view pairs: camera centres within ``max_pair_distance`` and optical axes within
+   ``max_pair_angle``, ranked by overlap (the share of one view's keypoints, lifted to 3-D with
+   the view's depth image when given, that project inside the other image in front of it); the
+   ``pairs_per_view`` best per view are matched.
+3. Pair matching. With depth (the rendered survey): guided by the known geometry, each keypoint
+   of one view, lifted to 3-D with its depth, is projected into the other view and matched to
+   the keypoints within ``guided_radius_px`` (Hamming <= ``max_hamming``, ratio test, one-to-one,
+   both lifted points within the depth tolerance). Without depth: brute-force Hamming 2-NN with
+   Lowe's ratio test, then the epipolar constraint of the known relative pose (distance to the
+   epipolar line <= ``max_epipolar_px`` times the keypoint's octave scale).
+4. Tracks: union-find over the pair matches; a track holding two different keypoints of one view
+   is dropped (ambiguous).
+5. Triangulation with the known poses: multi-view linear DLT (``cv2.triangulatePoints`` for two
+   views, its SVD generalisation for more), then Gauss-Newton on the reprojection error. Checks:
+   in front of every camera, every observation's reprojection error <= ``max_reproj_px`` times its
+   octave scale (offending observations are dropped and the point re-solved), largest parallax
+   angle >= ``min_parallax_deg``, at least ``min_track`` views.
+6. Optional depth validation (the survey renders depth): the triangulated point must agree with
+   the depth image at its keypoint in the median over its views, within ``depth_tol_abs +
+   depth_tol_rel * depth``; this removes the rare consistent-but-wrong repeated-texture tracks.
+7. Per point: the medoid descriptor of its track, observation count, mean viewing direction
+   (unit, point -> cameras) and the range of observation distances.
+
+Localization (``FeatureLocalizer.localize``):
+
+- **Tracking** (a prior pose is given): map points that face the predicted camera, lie in its
+  image and were seen at a comparable distance are projected; each is matched to the query
+  keypoints within ``track_radius_px`` (Hamming distance and ratio test, one-to-one), the pose
+  is solved (PnP RANSAC, Levenberg-Marquardt), and a second guided pass with ``refine_radius_px``
+  around the refined projection gives the final correspondence set.
+- **Relocalization** (no prior, or tracking failed): every query descriptor is matched to all map
+  descriptors (LSH index, 2-NN, ratio test); each match votes for the keyframes that saw its
+  point; for the best ``reloc_keyframes`` keyframes the matches of their points go to PnP RANSAC
+  (SQPnP); a surviving hypothesis is refined by the guided tracking pass above.
+- **Acceptance gates** (both modes): at least ``min_inliers`` inliers, inlier share of the guided
+  matches >= ``min_inlier_ratio``, reprojection RMS (octave-normalised) <= ``max_rms_px``, inliers
+  spread over >= ``min_spread`` of the image (bounding box area share), camera inside the map's
+  bounding box, and position standard deviation <= ``max_position_std``. A frame that fails any
+  gate returns None: a blank wall, a blurred frame or too few features give no pose rather than
+  a wrong one.
+- **Covariance** as ``markers.py``: ``sigma^2 (J^T W J)^-1`` from the analytic projection Jacobian
+  at the solution, ``W`` the inverse octave variances, ``sigma^2`` the residual variance blended
+  with the prior ``keypoint_sigma_px`` over ``prior_dof`` pseudo-observations and floored at
+  ``min_sigma_px``, then multiplied by ``cov_inflation`` (3, calibrated by the position NEES on
+  rendered frames: map points carry a few mm of error that is the same in consecutive frames).
+  Ordering ``[dp (3) m kibo frame, dtheta (3) rad local frame]`` (optical frame for
+  ``covariance_cam``, base_link for ``covariance``): the ``PoseMeasurement`` of ``markers.py``,
+  with ``marker_ids = ()``.
+
+File format (``save_feature_map`` / ``load_feature_map``; docs/localization.md): one ``.npz``
+without pickles holding the arrays below and ``meta``, a JSON string with ``format`` =
+``intball-feature-map`` and ``version`` = ``FORMAT_VERSION``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+from intball_nav.frames import Pose, quat_angle, rotmat_from_quat
+from intball_nav.vision.camera_geometry import (
+    pose_covariance_to_child,
+    pose_from_rvec_tvec,
+    project_with_jacobian,
+    rvec_tvec_from_pose,
+)
+from intball_nav.vision.markers import CameraLike, PoseMeasurement
+
+FORMAT_NAME = "intball-feature-map"
+FORMAT_VERSION = 1
+DESCRIPTOR_BYTES = 32  # ORB
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+class FeatureMapError(ValueError):
+    """A feature-map file or object is invalid; the message names the file and the problem."""
+
+
+# ---------------------------------------------------------------------------------------- params
+@dataclass(frozen=True)
+class OrbParams:
+    """ORB detector parameters (OpenCV names). Defaults suit the 320x240 nav cameras: a smaller
+    border than OpenCV's 31 px keeps features near the image edge, 1500 features per frame."""
+
+    n_features: int = 1500
+    scale_factor: float = 1.2
+    n_levels: int = 8
+    edge_threshold: int = 15
+    patch_size: int = 31
+    fast_threshold: int = 10
+
+    def create(self) -> cv2.ORB:
+        return cv2.ORB_create(
+            nfeatures=self.n_features,
+            scaleFactor=self.scale_factor,
+            nlevels=self.n_levels,
+            edgeThreshold=self.edge_threshold,
+            patchSize=self.patch_size,
+            fastThreshold=self.fast_threshold,
+        )
+
+
+@dataclass(frozen=True)
+class MapBuildParams:
+    """Map-builder parameters (module docstring, steps 2-6). Distances m, angles deg, pixels px."""
+
+    orb: OrbParams = field(default_factory=OrbParams)
+    max_pair_distance: float = 1.6
+    max_pair_angle_deg: float = 60.0
+    min_pair_overlap: float = 0.15
+    pairs_per_view: int = 10
+    ratio: float = 0.8
+    max_hamming: int = 64
+    max_epipolar_px: float = 1.5
+    guided_radius_px: float = 3.0
+    max_reproj_px: float = 2.0
+    min_parallax_deg: float = 2.0
+    min_track: int = 3
+    depth_tol_abs: float = 0.01
+    depth_tol_rel: float = 0.01
+
+
+@dataclass(frozen=True)
+class FeatureLocalizerParams:
+    """Localizer parameters (module docstring). Pixels px, distances m.
+
+    keypoint_sigma_px : prior keypoint noise std at octave 0 (scaled by ``scale_factor**octave``).
+    prior_dof : weight of that prior in pseudo-observations. min_sigma_px : floor of the fitted std.
+    cov_inflation : variance factor on the PnP covariance, calibrated on rendered frames (position
+        NEES median 6.8 without it vs 2.37 for chi2(3)): map-point and keypoint errors are not
+        independent white noise (same points, same texture in consecutive frames).
+    track_radius_px, refine_radius_px : search windows of the first and second guided passes.
+    max_hamming, ratio : descriptor acceptance (absolute and Lowe ratio).
+    max_view_angle_deg : a map point is a candidate only if the camera sees it within this angle
+        of its mean survey viewing direction; scale_margin : and from a distance within
+        [d_min / margin, d_max * margin] of its survey distances.
+    reloc_keyframes : keyframes tried per relocalization; reloc_ransac_iters, ransac_reproj_px :
+        PnP RANSAC settings; reloc_min_matches : fewest matches of a keyframe worth a RANSAC.
+    min_inliers, min_inlier_ratio, max_rms_px, min_spread, max_position_std : acceptance gates;
+        reloc_min_inliers replaces min_inliers without a prior (50, ORB-SLAM's relocalization
+        threshold: a wrong pose from a self-consistent set of repeated-texture matches on one
+        small patch had 46).
+    planar_ratio, planar_alt_factor : an inlier set thinner than ``planar_ratio`` of its extent is
+        planar; if the other planar (IPPE) solution fits within ``planar_alt_factor`` of the RMS
+        (+ 0.2 px) the pose is ambiguous: refused without a prior, kept with a prior only when the
+        prior is clearly closer to it than to the other solution.
+    fallback_reloc : relocalize when tracking with a prior fails.
+    """
+
+    keypoint_sigma_px: float = 0.7
+    prior_dof: float = 4.0
+    min_sigma_px: float = 0.5
+    cov_inflation: float = 3.0
+    track_radius_px: float = 20.0
+    refine_radius_px: float = 4.0
+    max_hamming: int = 64
+    ratio: float = 0.85
+    max_view_angle_deg: float = 65.0
+    scale_margin: float = 2.0
+    window_neighbours: int = 10
+    max_candidates: int = 6000
+    track_ransac_iters: int = 50
+    reloc_keyframes: int = 5
+    reloc_ratio: float = 0.8
+    reloc_ransac_iters: int = 300
+    reloc_min_matches: int = 12
+    ransac_reproj_px: float = 4.0
+    min_inliers: int = 30
+    reloc_min_inliers: int = 50
+    min_inlier_ratio: float = 0.4
+    max_rms_px: float = 1.5
+    min_spread: float = 0.08
+    max_position_std: float = 0.05
+    min_depth: float = 0.05
+    planar_ratio: float = 0.1
+    planar_alt_factor: float = 1.5
+    fallback_reloc: bool = True
+
+    def __post_init__(self) -> None:
+        positive = (
+            "keypoint_sigma_px",
+            "min_sigma_px",
+            "track_radius_px",
+            "refine_radius_px",
+            "ratio",
+            "reloc_ratio",
+            "ransac_reproj_px",
+            "max_rms_px",
+            "max_position_std",
+            "min_depth",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"FeatureLocalizerParams.{name}={getattr(self, name)!r} must be > 0")
+        if self.min_inliers < 6:
+            raise ValueError(f"FeatureLocalizerParams.min_inliers={self.min_inliers} must be >= 6")
+        if not 0.0 <= self.min_inlier_ratio <= 1.0 or not 0.0 <= self.min_spread <= 1.0:
+            raise ValueError("FeatureLocalizerParams.min_inlier_ratio and min_spread must be in [0, 1]")
+
+
+# ---------------------------------------------------------------------------------------- map
+@dataclass(frozen=True)
+class FeatureMap:
+    """Sparse natural-feature map (N points, K keyframes). All positions m, kibo frame.
+
+    points : (N,3) float64 point positions.
+    descriptors : (N,32) uint8 ORB descriptor (medoid of the point's track).
+    n_obs : (N,) int32 number of survey views that observed the point.
+    view_dirs : (N,3) float32 unit mean direction from the point toward the observing cameras.
+    dist_range : (N,2) float32 m, smallest and largest survey observation distance.
+    kf_poses : (K,7) float64 keyframe camera poses T_kibo_cam as (x, y, z, qx, qy, qz, qw).
+    kf_offsets : (K+1,) int64 and kf_point_ids : (M,) int32, CSR lists: keyframe k observed points
+        ``kf_point_ids[kf_offsets[k]:kf_offsets[k+1]]``; its descriptor set is theirs.
+    meta : JSON-serialisable metadata (format, version, detector, camera, seed, date, counts, ...).
+    """
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    n_obs: np.ndarray
+    view_dirs: np.ndarray
+    dist_range: np.ndarray
+    kf_poses: np.ndarray
+    kf_offsets: np.ndarray
+    kf_point_ids: np.ndarray
+    meta: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        _validate_arrays({name: getattr(self, name) for name in _ARRAY_SPECS}, "FeatureMap")
+
+    @property
+    def n_points(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def n_keyframes(self) -> int:
+        return int(self.kf_poses.shape[0])
+
+    def keyframe_pose(self, k: int) -> Pose:
+        """T_kibo_cam of keyframe k."""
+        return Pose(self.kf_poses[k, :3], self.kf_poses[k, 3:])
+
+    def keyframe_points(self, k: int) -> np.ndarray:
+        """(n,) int32 ids of the points keyframe k observed."""
+        return self.kf_point_ids[self.kf_offsets[k] : self.kf_offsets[k + 1]]
+
+    def orb_params(self) -> OrbParams:
+        """Detector parameters the map was built with (use the same at run time)."""
+        return OrbParams(**self.meta["detector"]["params"])
+
+
+# name -> (dtype kind, trailing shape, leading dimension: "N" points, "K" keyframes, "K+1", "M")
+_ARRAY_SPECS: dict[str, tuple[str, tuple[int, ...], str]] = {
+    "points": ("f", (3,), "N"),
+    "descriptors": ("u", (DESCRIPTOR_BYTES,), "N"),
+    "n_obs": ("i", (), "N"),
+    "view_dirs": ("f", (3,), "N"),
+    "dist_range": ("f", (2,), "N"),
+    "kf_poses": ("f", (7,), "K"),
+    "kf_offsets": ("i", (), "K+1"),
+    "kf_point_ids": ("i", (), "M"),
+}
+_DTYPES = {
+    "points": np.float64,
+    "descriptors": np.uint8,
+    "n_obs": np.int32,
+    "view_dirs": np.float32,
+    "dist_range": np.float32,
+    "kf_poses": np.float64,
+    "kf_offsets": np.int64,
+    "kf_point_ids": np.int32,
+}
+
+
+def _validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Check kinds, shapes and cross-references; raise FeatureMapError naming the array."""
+    for name in _ARRAY_SPECS:
+        if name not in arrays:
+            raise FeatureMapError(f"{where}: array {name!r} is missing")
+    n = arrays["points"].shape[0] if arrays["points"].ndim == 2 else -1
+    k = arrays["kf_poses"].shape[0] if arrays["kf_poses"].ndim == 2 else -1
+    sizes = {"N": n, "K": k, "K+1": k + 1, "M": arrays["kf_point_ids"].shape[0]}
+    for name, (kind, tail, lead) in _ARRAY_SPECS.items():
+        a = arrays[name]
+        if a.dtype.kind != kind or a.shape != (sizes[lead], *tail):
+            expected = f"({lead}{''.join(', ' + str(t) for t in tail)}{',' if not tail else ''}) {kind}-kind"
+            raise FeatureMapError(
+                f"{where}: array {name!r} has shape {a.shape} dtype {a.dtype}, expected {expected} "
+                f"with N={n}, K={k}"
+            )
+    if n < 1 or k < 1:
+        raise FeatureMapError(f"{where}: empty map (N={n} points, K={k} keyframes)")
+    if not np.all(np.isfinite(arrays["points"])) or not np.all(np.isfinite(arrays["kf_poses"])):
+        raise FeatureMapError(f"{where}: non-finite point or keyframe pose values")
+    off = arrays["kf_offsets"]
+    if off[0] != 0 or off[-1] != sizes["M"] or np.any(np.diff(off) < 0):
+        raise FeatureMapError(f"{where}: kf_offsets is not a CSR index into kf_point_ids")
+    ids = arrays["kf_point_ids"]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise FeatureMapError(f"{where}: kf_point_ids references points outside 0..{n - 1}")
+
+
+def save_feature_map(fmap: FeatureMap, path: str | Path) -> Path:
+    """Write ``fmap`` to ``path`` (.npz, compressed, no pickles); returns the path written.
+
+    Writes to a temporary file and renames, so a reader never sees a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(fmap.meta)
+    meta["format"] = FORMAT_NAME
+    meta["version"] = FORMAT_VERSION
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            meta=np.array(json.dumps(meta, sort_keys=True)),
+            **{name: np.ascontiguousarray(getattr(fmap, name), dtype=_DTYPES[name]) for name in _ARRAY_SPECS},
+        )
+    tmp.replace(path)
+    return path
+
+
+def load_feature_map(path: str | Path) -> FeatureMap:
+    """Read a feature map written by ``save_feature_map``.
+
+    Raises FeatureMapError naming the file and the problem: not an npz / truncated, missing or
+    unparsable ``meta``, wrong ``format``, unsupported ``version``, arrays of the wrong shape."""
+    path = Path(path)
+    name = path.name
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise FeatureMapError(
+            f"{name}: not a readable feature map (truncated or corrupt .npz: {exc}); "
+            "rebuild it with `intball map build`"
+        ) from exc
+    if "meta" not in arrays:
+        raise FeatureMapError(f"{name}: no 'meta' entry: not a feature map file")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise FeatureMapError(f"{name}: 'meta' is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise FeatureMapError(f"{name}: meta.format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = meta.get("version")
+    if version != FORMAT_VERSION:
+        raise FeatureMapError(
+            f"{name}: meta.version is {version!r}, this code reads version {FORMAT_VERSION}; "
+            "rebuild the map with `intball map build`"
+        )
+    for key in ("detector", "camera"):
+        if not isinstance(meta.get(key), dict):
+            raise FeatureMapError(f"{name}: meta.{key} is missing")
+    _validate_arrays(arrays, name)
+    return FeatureMap(meta=meta, **{k: arrays[k].astype(_DTYPES[k], copy=False) for k in _ARRAY_SPECS})
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Hamming distances of (n,32) uint8 descriptor arrays a and b (broadcasting rows)."""
+    return _POPCOUNT[np.bitwise_xor(a, b)].sum(axis=-1, dtype=np.int32)
+
+
+def _pose_vec(T: Pose) -> np.ndarray:
+    return np.concatenate([T.position, T.quat])
+
+
+def _orb(gray: np.ndarray, detector: cv2.ORB) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uv (n,2) px, octave (n,) int, descriptors (n,32) uint8) of a grey or RGB image."""
+    if gray.ndim == 3:
+        gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
+    kps, desc = detector.detectAndCompute(gray, None)
+    if desc is None or not kps:
+        return np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+    uv = np.array([k.pt for k in kps], dtype=float)
+    octave = np.array([k.octave & 0xFF for k in kps], dtype=int)
+    return uv, octave, desc
+
+
+@dataclass(frozen=True)
+class SurveyView:
+    """One survey image with its known pose.
+
+    gray : (H,W) uint8 image. T_kibo_cam : optical-frame pose. depth : optional (H,W) float32 m
+    along the optical axis (z-depth) for overlap ranking and point validation.
+    """
+
+    gray: np.ndarray
+    T_kibo_cam: Pose
+    depth: np.ndarray | None = None
+
+
+@dataclass
+class _ViewFeatures:
+    uv: np.ndarray
+    octave: np.ndarray
+    desc: np.ndarray
+    R: np.ndarray  # R_kibo_cam
+    c: np.ndarray  # camera centre, kibo
+    kp_depth: np.ndarray | None  # (n,) m, depth image at each keypoint (None without depth)
+    xyz: np.ndarray | None  # (n,3) kibo, keypoints lifted with depth (None without depth)
+
+
+def _view_features(v: SurveyView, K: np.ndarray, orb: cv2.ORB) -> _ViewFeatures:
+    """Keypoints of one view; only the depth at the keypoints is kept (not the images)."""
+    uv, octave, desc = _orb(v.gray, orb)
+    R = rotmat_from_quat(v.T_kibo_cam.quat)
+    c = v.T_kibo_cam.position.copy()
+    if v.depth is None:
+        return _ViewFeatures(uv, octave, desc, R, c, None, None)
+    ij = np.clip(np.rint(uv).astype(int), 0, [v.depth.shape[1] - 1, v.depth.shape[0] - 1]).reshape(-1, 2)
+    z = v.depth[ij[:, 1], ij[:, 0]].astype(float)
+    rays = np.column_stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(z))])
+    return _ViewFeatures(uv, octave, desc, R, c, z, (rays * z[:, None]) @ R.T + c)
+
+
+def _fundamental(K: np.ndarray, a: _ViewFeatures, b: _ViewFeatures) -> np.ndarray:
+    """F with x_b^T F x_a = 0 for pixels of view a and b (known poses)."""
+    R_ba = b.R.T @ a.R
+    t_ba = b.R.T @ (a.c - b.c)
+    tx = np.array([[0.0, -t_ba[2], t_ba[1]], [t_ba[2], 0.0, -t_ba[0]], [-t_ba[1], t_ba[0], 0.0]])
+    Ki = np.linalg.inv(K)
+    return Ki.T @ tx @ R_ba @ Ki
+
+
+def _epipolar_dist(F: np.ndarray, ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """Symmetric point-to-epipolar-line distance (px) of matched pixels ua, ub (n,2)."""
+    xa = np.column_stack([ua, np.ones(len(ua))])
+    xb = np.column_stack([ub, np.ones(len(ub))])
+    la = xa @ F.T  # lines in b
+    lb = xb @ F  # lines in a
+    num = np.abs(np.sum(xb * la, axis=1))
+    da = num / np.maximum(np.hypot(la[:, 0], la[:, 1]), 1e-12)
+    db = num / np.maximum(np.hypot(lb[:, 0], lb[:, 1]), 1e-12)
+    return np.maximum(da, db)
+
+
+def _match_pair(
+    K: np.ndarray, a: _ViewFeatures, b: _ViewFeatures, bf: cv2.BFMatcher, p: MapBuildParams, scale: float
+) -> np.ndarray:
+    """(m,2) int index pairs (kp in a, kp in b) of ratio-tested, epipolar-consistent matches."""
+    if len(a.desc) < 2 or len(b.desc) < 2:
+        return np.zeros((0, 2), dtype=int)
+    knn = bf.knnMatch(a.desc, b.desc, k=2)
+    pairs = [
+        (m[0].queryIdx, m[0].trainIdx)
+        for m in knn
+        if len(m) == 2 and m[0].distance <= p.max_hamming and m[0].distance < p.ratio * m[1].distance
+    ]
+    if not pairs:
+        return np.zeros((0, 2), dtype=int)
+    ij = np.array(pairs, dtype=int)
+    # one-to-one: keep the first match of each b keypoint (2-NN of a -> b may repeat b)
+    _, first = np.unique(ij[:, 1], return_index=True)
+    ij = ij[np.sort(first)]
+    F = _fundamental(K, a, b)
+    tol = p.max_epipolar_px * scale ** np.maximum(a.octave[ij[:, 0]], b.octave[ij[:, 1]])
+    return ij[_epipolar_dist(F, a.uv[ij[:, 0]], b.uv[ij[:, 1]]) <= tol]
+
+
+def _match_pair_guided(
+    K: np.ndarray, a: _ViewFeatures, b: _ViewFeatures, tree_b: cKDTree, p: MapBuildParams, scale: float
+) -> np.ndarray:
+    """Matches guided by the survey depth: a's keypoints, lifted to 3-D with a's depth image, are
+    projected into b and matched to b's keypoints within ``guided_radius_px`` (Hamming distance,
+    ratio test, one-to-one); the two lifted points must agree within the depth tolerance."""
+    if a.xyz is None or b.xyz is None or len(a.uv) == 0 or len(b.uv) == 0:
+        return np.zeros((0, 2), dtype=int)
+    pc = (a.xyz - b.c) @ b.R
+    z = pc[:, 2]
+    ia = np.flatnonzero(z > 0.05)
+    uv = pc[ia, :2] / z[ia, None] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    near = tree_b.query_ball_point(uv, p.guided_radius_px)
+    lens = np.array([len(n) for n in near], dtype=int)
+    if lens.sum() == 0:
+        return np.zeros((0, 2), dtype=int)
+    qa = np.repeat(ia, lens)
+    kb = np.concatenate([np.asarray(n, dtype=int) for n in near if n])
+    d = hamming(a.desc[qa], b.desc[kb])
+    tol = p.depth_tol_abs + p.depth_tol_rel * a.kp_depth[qa]  # type: ignore[index]
+    ok = np.linalg.norm(a.xyz[qa] - b.xyz[kb], axis=1) <= tol
+    qa, kb, d = qa[ok], kb[ok], d[ok]
+    if len(qa) == 0:
+        return np.zeros((0, 2), dtype=int)
+    order = np.lexsort((d, qa))
+    qa, kb, d = qa[order], kb[order], d[order]
+    first = np.flatnonzero(np.r_[True, qa[1:] != qa[:-1]])
+    has2 = np.r_[first[1:], len(qa)] - first > 1
+    second = np.where(has2, d[np.minimum(first + 1, len(d) - 1)], 256)
+    keep = (d[first] <= p.max_hamming) & (d[first] < p.ratio * second)
+    qa, kb, d = qa[first][keep], kb[first][keep], d[first][keep]
+    o = np.lexsort((d, kb))
+    qa, kb = qa[o], kb[o]
+    u = np.r_[True, kb[1:] != kb[:-1]] if len(kb) else np.zeros(0, bool)
+    return np.column_stack([qa[u], kb[u]])
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        root = i
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[i] != root:
+            self.parent[i], i = root, self.parent[i]
+        return root
+
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+def _triangulate(
+    P: np.ndarray, uv: np.ndarray, w: np.ndarray, iters: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched multi-view triangulation of T tracks of equal length L.
+
+    P : (T,L,3,4) projection matrices K[R|t]; uv : (T,L,2) px; w : (T,L) observation weights
+    (0 = ignore). Linear DLT (SVD) then Gauss-Newton on the weighted reprojection error.
+    Returns (X (T,3), err (T,L) px reprojection errors, z (T,L) depths)."""
+    A = (
+        np.concatenate(
+            [uv[..., 0:1] * P[:, :, 2, :] - P[:, :, 0, :], uv[..., 1:2] * P[:, :, 2, :] - P[:, :, 1, :]],
+            axis=1,
+        )
+        * np.concatenate([w, w], axis=1)[..., None]
+    )
+    _, _, vt = np.linalg.svd(A)
+    Xh = vt[:, -1, :]
+    X = Xh[:, :3] / np.where(np.abs(Xh[:, 3:]) < 1e-12, 1e-12, Xh[:, 3:])
+    X[~np.all(np.isfinite(X), axis=1) | (np.abs(X).max(axis=1) > 1e3)] = 0.0  # at infinity: rejected later
+    for _ in range(iters):
+        Xh1 = np.concatenate([X, np.ones((len(X), 1))], axis=1)
+        proj = np.einsum("tlij,tj->tli", P, Xh1)
+        z = proj[..., 2]
+        zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+        r = proj[..., :2] / zs[..., None] - uv  # (T,L,2)
+        # d(uv)/dX = (P[:2,:3] - uv_hat * P[2,:3]) / z
+        uvh = proj[..., :2] / zs[..., None]
+        J = (P[:, :, :2, :3] - uvh[..., None] * P[:, :, 2:3, :3]) / zs[..., None, None]  # (T,L,2,3)
+        Jw = J * w[..., None, None]
+        H = np.einsum("tlai,tlaj->tij", Jw, J)
+        H += (1e-6 * np.trace(H, axis1=1, axis2=2)[:, None, None] + 1e-12) * np.eye(3)
+        g = np.einsum("tlai,tla->ti", Jw, r)
+        bad = ~np.all(np.isfinite(H), axis=(1, 2)) | ~np.all(np.isfinite(g), axis=1)
+        H[bad], g[bad] = np.eye(3), 0.0
+        X = X - np.linalg.solve(H, g[..., None])[..., 0]
+    Xh1 = np.concatenate([X, np.ones((len(X), 1))], axis=1)
+    proj = np.einsum("tlij,tj->tli", P, Xh1)
+    z = proj[..., 2]
+    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    err = np.linalg.norm(proj[..., :2] / zs[..., None] - uv, axis=-1)
+    return X, err, z
+
+
+def build_feature_map_from_views(
+    views: Iterable[SurveyView],
+    K: np.ndarray,
+    params: MapBuildParams | None = None,
+    meta: dict[str, Any] | None = None,
+    log: Any = None,
+) -> FeatureMap:
+    """Build a ``FeatureMap`` from survey views with known poses (module docstring, steps 1-7).
+
+    views : any iterable (a generator keeps one image in memory at a time).
+    K : (3,3) px intrinsics shared by all views (no distortion). meta : extra metadata merged into
+    the map's (camera, seed, ...). log : optional ``print``-like callable for progress lines."""
+    p = params if params is not None else MapBuildParams()
+    say = log if log is not None else (lambda *_: None)
+    orb = p.orb.create()
+    scale = p.orb.scale_factor
+    t0 = time.perf_counter()
+    feats: list[_ViewFeatures] = []
+    poses: list[Pose] = []
+    H = W = 0
+    for v in views:
+        feats.append(_view_features(v, K, orb))
+        poses.append(v.T_kibo_cam)
+        H, W = v.gray.shape[:2]
+    n_views = len(feats)
+    if n_views < 2:
+        raise FeatureMapError(f"map build: {n_views} views, need at least 2")
+    say(
+        f"features: {n_views} views, median {int(np.median([len(f.uv) for f in feats]))} keypoints "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+
+    # (2) candidate pairs ranked by overlap
+    centres = np.array([f.c for f in feats])
+    axes = np.array([f.R[:, 2] for f in feats])
+    tree = cKDTree(centres)
+    cos_max = np.cos(np.radians(p.max_pair_angle_deg))
+    scores: dict[tuple[int, int], float] = {}
+    for i in range(n_views):
+        cand = [j for j in tree.query_ball_point(centres[i], p.max_pair_distance) if j != i]
+        cand = [j for j in cand if axes[i] @ axes[j] >= cos_max]
+        ranked = []
+        for j in cand:
+            if feats[i].xyz is not None and len(feats[i].xyz):
+                pc = (feats[i].xyz - feats[j].c) @ feats[j].R
+                z = pc[:, 2]
+                ok = z > 0.05
+                u = K[0, 0] * pc[ok, 0] / z[ok] + K[0, 2]
+                vv = K[1, 1] * pc[ok, 1] / z[ok] + K[1, 2]
+                ov = np.count_nonzero((u >= 0) & (u <= W - 1) & (vv >= 0) & (vv <= H - 1)) / len(z)
+            else:
+                ov = float(axes[i] @ axes[j]) / (1.0 + np.linalg.norm(centres[i] - centres[j]))
+            if ov >= p.min_pair_overlap:
+                ranked.append((ov, j))
+        ranked.sort(reverse=True)
+        for ov, j in ranked[: p.pairs_per_view]:
+            key = (min(i, j), max(i, j))
+            scores[key] = max(scores.get(key, 0.0), ov)
+    say(f"pairs: {len(scores)} ({time.perf_counter() - t0:.1f} s)")
+
+    # (3) matching, (4) tracks
+    offsets = np.concatenate([[0], np.cumsum([len(f.uv) for f in feats])])
+    uf = _UnionFind(int(offsets[-1]))
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+    guided = all(f.xyz is not None for f in feats)
+    trees = [cKDTree(f.uv) if len(f.uv) else None for f in feats] if guided else []
+    n_matches = 0
+    for i, j in sorted(scores):
+        if guided and trees[j] is not None:
+            ij = _match_pair_guided(K, feats[i], feats[j], trees[j], p, scale)
+        else:
+            ij = _match_pair(K, feats[i], feats[j], bf, p, scale)
+        n_matches += len(ij)
+        for a, b in ij:
+            uf.union(int(offsets[i] + a), int(offsets[j] + b))
+    roots = np.array([uf.find(g) for g in range(int(offsets[-1]))], dtype=np.int64)
+    view_of = np.repeat(np.arange(n_views), np.diff(offsets))
+    order = np.argsort(roots, kind="stable")
+    uniq, start, counts = np.unique(roots[order], return_index=True, return_counts=True)
+    say(
+        f"matches: {n_matches}, tracks >= 2 views: {int(np.count_nonzero(counts >= 2))} "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+
+    tracks: list[np.ndarray] = []  # arrays of global keypoint indices
+    for s, c in zip(start, counts, strict=True):
+        if c < p.min_track:
+            continue
+        members = order[s : s + c]
+        vs = view_of[members]
+        if len(np.unique(vs)) != len(vs):
+            continue  # two keypoints of one view in one track: ambiguous
+        tracks.append(members)
+
+    # (5) triangulation, batched by track length; observations above the reprojection limit are
+    # dropped and the point re-solved while it keeps >= min_track views
+    Ps = np.array([K @ np.column_stack([f.R.T, -f.R.T @ f.c]) for f in feats])
+    all_uv = np.concatenate([f.uv for f in feats]) if feats else np.zeros((0, 2))
+    all_oct = np.concatenate([f.octave for f in feats]) if feats else np.zeros(0, int)
+    all_desc = np.concatenate([f.desc for f in feats]) if feats else np.zeros((0, 32), np.uint8)
+    has_depth = all(f.kp_depth is not None for f in feats)
+    all_depth = np.concatenate([f.kp_depth for f in feats]) if has_depth else None  # type: ignore[misc]
+    kept_X: list[np.ndarray] = []
+    kept_members: list[np.ndarray] = []
+    pending = tracks
+    for _ in range(3):
+        if not pending:
+            break
+        retry: list[np.ndarray] = []
+        by_len: dict[int, list[np.ndarray]] = {}
+        for t in pending:
+            by_len.setdefault(len(t), []).append(t)
+        for L, group in by_len.items():
+            M = np.array(group)  # (T,L)
+            sig = scale ** all_oct[M]
+            X, err, z = _triangulate(Ps[view_of[M]], all_uv[M], 1.0 / sig)
+            bad = (err > p.max_reproj_px * sig) | (z < 0.05) | ~np.isfinite(err)
+            for t in range(len(M)):
+                if not bad[t].any():
+                    kept_X.append(X[t])
+                    kept_members.append(M[t])
+                elif L - bad[t].sum() >= p.min_track and bad[t].sum() < L / 2:
+                    retry.append(M[t][~bad[t]])
+        pending = retry
+    if not kept_X:
+        raise FeatureMapError("map build: no point survived triangulation (too few or too similar views)")
+    X = np.array(kept_X)
+
+    # parallax, depth validation, per-point attributes
+    keep = np.ones(len(X), dtype=bool)
+    dirs = np.zeros((len(X), 3))
+    drange = np.zeros((len(X), 2))
+    cos_par = np.cos(np.radians(p.min_parallax_deg))
+    n_depth_rejected = 0
+    for t, (x, mem) in enumerate(zip(X, kept_members, strict=True)):
+        vs = view_of[mem]
+        rays = centres[vs] - x
+        dist = np.linalg.norm(rays, axis=1)
+        u = rays / dist[:, None]
+        if np.min(u @ u.T) > cos_par:
+            keep[t] = False
+            continue
+        if all_depth is not None:
+            pc = np.einsum("lji,lj->li", np.array([feats[v].R for v in vs]), x - centres[vs])
+            d_img = all_depth[mem]
+            dz = np.median(np.abs(pc[:, 2] - d_img) - (p.depth_tol_abs + p.depth_tol_rel * d_img))
+            if dz > 0.0:
+                keep[t] = False
+                n_depth_rejected += 1
+                continue
+        m = u.mean(axis=0)
+        dirs[t] = m / np.linalg.norm(m)
+        drange[t] = dist.min(), dist.max()
+    idx = np.flatnonzero(keep)
+    say(
+        f"points: {len(idx)} kept of {len(X)} triangulated ({n_depth_rejected} failed the depth check) "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+
+    desc = np.zeros((len(idx), DESCRIPTOR_BYTES), np.uint8)
+    n_obs = np.zeros(len(idx), np.int32)
+    kf_lists: list[list[int]] = [[] for _ in range(n_views)]
+    for new, t in enumerate(idx):
+        mem = kept_members[t]
+        D = all_desc[mem]
+        cost = hamming(D[:, None, :], D[None, :, :]).sum(axis=1)
+        desc[new] = D[int(np.argmin(cost))]
+        n_obs[new] = len(mem)
+        for v in view_of[mem]:
+            kf_lists[int(v)].append(new)
+    kf_offsets = np.concatenate([[0], np.cumsum([len(k) for k in kf_lists])]).astype(np.int64)
+    kf_ids = np.array([i for k in kf_lists for i in k], dtype=np.int32)
+    info = {
+        "detector": {"type": "ORB", "params": asdict(p.orb)},
+        "build": {k: v for k, v in asdict(p).items() if k != "orb"},
+        "counts": {
+            "views": n_views,
+            "pairs": len(scores),
+            "pair_matches": int(n_matches),
+            "tracks": len(tracks),
+            "points": len(idx),
+            "depth_rejected": n_depth_rejected,
+            "observations": int(kf_ids.size),
+        },
+        "image_size": [int(W), int(H)],
+    }
+    info.update(meta or {})
+    info.setdefault("camera", {"K": np.asarray(K).tolist(), "width": int(W), "height": int(H)})
+    return FeatureMap(
+        points=X[idx].astype(np.float64),
+        descriptors=desc,
+        n_obs=n_obs,
+        view_dirs=dirs[idx].astype(np.float32),
+        dist_range=drange[idx].astype(np.float32),
+        kf_poses=np.array([_pose_vec(T) for T in poses], dtype=np.float64),
+        kf_offsets=kf_offsets,
+        kf_point_ids=kf_ids,
+        meta=info,
+    )
+
+
+# ---------------------------------------------------------------------------------------- localizer
+def _pose_gap(a: Pose, b: Pose) -> float:
+    """Distance (m) between two poses, rotation counted as 0.5 m per rad."""
+    return float(np.linalg.norm(a.position - b.position) + 0.5 * quat_angle(a.quat, b.quat))
+
+
+def _close(a: Pose, b: Pose, dist: float, angle: float) -> bool:
+    """Poses within ``dist`` m and ``angle`` rad (optical axes) of each other."""
+    za = rotmat_from_quat(a.quat)[:, 2]
+    zb = rotmat_from_quat(b.quat)[:, 2]
+    return bool(np.linalg.norm(a.position - b.position) < dist and za @ zb > np.cos(angle))
+
+
+@dataclass(frozen=True)
+class _Solution:
+    T_kibo_cam: Pose
+    obj: np.ndarray  # (n,3) inlier map points
+    img: np.ndarray  # (n,2) px
+    sig: np.ndarray  # (n,) px octave scale
+    point_ids: np.ndarray
+    n_candidates: int  # guided matches before the inlier test
+    n_projected: int  # map points predicted visible at the solution (last guided pass)
+
+
+@dataclass(frozen=True)
+class LocalizationStats:
+    """Diagnostics of the last ``localize`` call (``FeatureLocalizer.last``).
+
+    mode : ``track``, ``reloc`` or ``track+reloc``; n_keypoints : ORB features in the frame;
+    n_matches, n_inliers : final guided matches and inliers; rms_px; rejected : gate that refused
+    the pose (empty when accepted)."""
+
+    mode: str = ""
+    n_keypoints: int = 0
+    n_matches: int = 0
+    n_inliers: int = 0
+    rms_px: float = float("nan")
+    rejected: str = ""
+    n_projected: int = 0
+
+
+class FeatureLocalizer:
+    """Camera pose from natural features against a ``FeatureMap`` (module docstring).
+
+    feature_map : the map; camera_model : a ``CameraLike`` (intrinsics must match the image);
+    params : ``FeatureLocalizerParams``; T_base_cam overrides the camera mount.
+    """
+
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        camera_model: CameraLike,
+        params: FeatureLocalizerParams | None = None,
+        T_base_cam: Pose | None = None,
+    ) -> None:
+        self.map = feature_map
+        self.params = params if params is not None else FeatureLocalizerParams()
+        self.K = np.asarray(camera_model.K, dtype=float)
+        self.width = int(camera_model.width)
+        self.height = int(camera_model.height)
+        self.T_base_cam = T_base_cam if T_base_cam is not None else camera_model.T_base_cam
+        self.T_cam_base = self.T_base_cam.inverse()
+        orb_params = feature_map.orb_params()
+        self.scale = orb_params.scale_factor
+        self.detector = orb_params.create()
+        self.last = LocalizationStats()
+        # relocalization index: LSH over every map descriptor; point -> keyframes (CSR)
+        # LSH without multi-probe: ~40 % recall of the exact ratio-test matches but ~20x faster than
+        # brute force over the whole map; it only ranks keyframes (exact matching follows)
+        self._flann = cv2.FlannBasedMatcher(
+            {"algorithm": 6, "table_number": 6, "key_size": 16, "multi_probe_level": 0}, {"checks": 32}
+        )
+        self._bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self._flann.add([feature_map.descriptors])
+        self._flann.train()
+        kf_of = np.repeat(np.arange(feature_map.n_keyframes), np.diff(feature_map.kf_offsets))
+        order = np.argsort(feature_map.kf_point_ids, kind="stable")
+        self._pt_kf = kf_of[order]
+        self._pt_kf_off = np.searchsorted(
+            feature_map.kf_point_ids[order], np.arange(feature_map.n_points + 1)
+        )
+        lo = feature_map.points.min(axis=0)
+        hi = feature_map.points.max(axis=0)
+        self._bbox = (lo, hi)
+        self._cos_view = np.cos(np.radians(self.params.max_view_angle_deg))
+
+    # ------------------------------------------------------------------ public
+    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ORB keypoints of an image: (uv (n,2) px, octave (n,), descriptors (n,32) uint8)."""
+        return _orb(gray, self.detector)
+
+    def localize(
+        self, gray: np.ndarray, stamp: float = 0.0, prior: Pose | None = None
+    ) -> PoseMeasurement | None:
+        """Pose of the camera and robot from one image, or None when no pose passes the gates.
+
+        gray : (H,W) uint8 (or RGB) image of this camera. stamp : s, capture time.
+        prior : predicted robot pose T_kibo_base (tracking); None relocalizes (unknown start).
+        """
+        feats = self.detect(gray)
+        n_kp = len(feats[0])
+        if n_kp < self.params.min_inliers:
+            self.last = LocalizationStats("reloc" if prior is None else "track", n_kp, rejected="keypoints")
+            return None
+        mode = "track"
+        sol = None
+        reason = ""
+        if prior is not None:
+            prior_cam = prior.compose(self.T_base_cam)
+            sol, reason = self._gate(self._guided(feats, prior_cam, self.params.track_radius_px), prior_cam)
+            if sol is None and self.params.fallback_reloc:
+                mode = "track+reloc"
+        else:
+            mode = "reloc"
+        if sol is None and mode != "track":
+            sol, reason = self._relocalize(feats)
+        if sol is None:
+            self.last = LocalizationStats(mode, n_kp, rejected=reason)
+            return None
+        meas = self._measurement(sol, stamp)
+        self.last = LocalizationStats(
+            mode, n_kp, sol.n_candidates, len(sol.obj), meas.rms_px, "", sol.n_projected
+        )
+        return meas
+
+    # ------------------------------------------------------------------ matching
+    def _candidates(self, T_kibo_cam: Pose, margin_px: float) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and projections (px) of map points plausibly visible from T_kibo_cam."""
+        m = self.map
+        R = rotmat_from_quat(T_kibo_cam.quat)
+        d = m.points - T_kibo_cam.position
+        pc = d @ R
+        z = pc[:, 2]
+        ok = z > self.params.min_depth
+        dist = np.linalg.norm(d, axis=1)
+        ok &= -np.einsum("ij,ij->i", d, m.view_dirs) > self._cos_view * dist
+        sm = self.params.scale_margin
+        ok &= (dist > m.dist_range[:, 0] / sm) & (dist < m.dist_range[:, 1] * sm)
+        idx = np.flatnonzero(ok)
+        if len(idx) > self.params.max_candidates:  # uniform thinning keeps the spatial spread
+            idx = idx[np.linspace(0, len(idx) - 1, self.params.max_candidates).astype(int)]
+        uv = pc[idx, :2] / z[idx, None] * [self.K[0, 0], self.K[1, 1]] + self.K[:2, 2]
+        inside = (
+            (uv[:, 0] > -margin_px)
+            & (uv[:, 0] < self.width - 1 + margin_px)
+            & (uv[:, 1] > -margin_px)
+            & (uv[:, 1] < self.height - 1 + margin_px)
+        )
+        return idx[inside], uv[inside]
+
+    def _match_window(
+        self, feats: tuple[np.ndarray, np.ndarray, np.ndarray], ids: np.ndarray, uv: np.ndarray, radius: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One-to-one (point id, keypoint index) matches within ``radius`` px of the projections."""
+        kuv, _, kdesc = feats
+        if len(ids) == 0 or len(kuv) == 0:
+            return np.zeros(0, int), np.zeros(0, int)
+        k = int(min(len(kuv), self.params.window_neighbours))
+        dd, nn = cKDTree(kuv).query(uv, k=k, distance_upper_bound=radius)
+        dd, nn = dd.reshape(len(uv), k), nn.reshape(len(uv), k)
+        valid = np.isfinite(dd)
+        if not valid.any():
+            return np.zeros(0, int), np.zeros(0, int)
+        pi = np.nonzero(valid)[0]
+        kj = nn[valid]
+        dist = hamming(self.map.descriptors[ids[pi]], kdesc[kj])
+        # best and second-best keypoint per projected point
+        order = np.lexsort((dist, pi))
+        pi, kj, dist = pi[order], kj[order], dist[order]
+        first = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
+        best_d = dist[first]
+        has2 = np.r_[first[1:], len(pi)] - first > 1
+        second = np.where(has2, dist[np.minimum(first + 1, len(dist) - 1)], 256)
+        ok = (best_d <= self.params.max_hamming) & (best_d < self.params.ratio * second)
+        sel_p, sel_k, sel_d = pi[first][ok], kj[first][ok], best_d[ok]
+        # one-to-one: each keypoint keeps its closest point
+        if len(sel_k) == 0:
+            return np.zeros(0, int), np.zeros(0, int)
+        o = np.lexsort((sel_d, sel_k))
+        sel_p, sel_k = sel_p[o], sel_k[o]
+        u = np.r_[True, sel_k[1:] != sel_k[:-1]]
+        return ids[sel_p[u]], sel_k[u]
+
+    def _solve(
+        self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, T0: Pose | None, iters: int
+    ) -> tuple[Pose, np.ndarray] | None:
+        """PnP RANSAC (SQPnP; skipped when ``iters`` is 0: start from T0 with the matches that fit it
+        within ``ransac_reproj_px``) + LM refinement on inliers; returns (T_kibo_cam, inlier mask)."""
+        p = self.params
+        if len(obj) < 6:
+            return None
+        if iters == 0 and T0 is not None:
+            uv, _, z = project_with_jacobian(self.K, T0, obj)
+            mask = (np.linalg.norm(uv - img, axis=1) < p.ransac_reproj_px * sig) & (z > p.min_depth)
+            if mask.sum() < 6:
+                return None
+            rvec, tvec = rvec_tvec_from_pose(T0)
+            return self._refine(obj, img, sig, mask, rvec, tvec)
+        try:
+            ok, rvec, tvec, inl = cv2.solvePnPRansac(
+                obj.reshape(-1, 1, 3),
+                img.reshape(-1, 1, 2),
+                self.K,
+                None,
+                iterationsCount=iters,
+                reprojectionError=p.ransac_reproj_px,
+                confidence=0.999,
+                flags=cv2.SOLVEPNP_SQPNP,
+            )
+        except cv2.error:  # degenerate sample set (e.g. all points on a line)
+            return None
+        if not ok or inl is None or len(inl) < 6:
+            return None
+        mask = np.zeros(len(obj), dtype=bool)
+        mask[inl.ravel()] = True
+        return self._refine(obj, img, sig, mask, rvec, tvec)
+
+    def _refine(
+        self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, mask: np.ndarray, rvec, tvec
+    ) -> tuple[Pose, np.ndarray]:
+        p = self.params
+        for _ in range(3):
+            rvec, tvec = cv2.solvePnPRefineLM(obj[mask], img[mask], self.K, None, rvec, tvec)
+            T = pose_from_rvec_tvec(rvec, tvec)
+            uv, _, z = project_with_jacobian(self.K, T, obj)
+            e = np.linalg.norm(uv - img, axis=1)
+            new = (e < 2.5 * sig) & (z > p.min_depth)
+            if np.array_equal(new, mask) or new.sum() < 6:
+                break
+            mask = new
+        return pose_from_rvec_tvec(rvec, tvec), mask
+
+    def _guided(
+        self, feats: tuple[np.ndarray, np.ndarray, np.ndarray], T_kibo_cam: Pose, radius: float
+    ) -> _Solution | None:
+        """Guided matching around a predicted pose, solve, then a tight second pass."""
+        p = self.params
+        T = T_kibo_cam
+        for r, iters in ((radius, p.track_ransac_iters), (p.refine_radius_px, 0), (p.refine_radius_px, 0)):
+            ids, uv = self._candidates(T, r)
+            pid, kj = self._match_window(feats, ids, uv, r)
+            if len(pid) < p.min_inliers:
+                return None
+            sig = self.scale ** feats[1][kj]
+            res = self._solve(self.map.points[pid], feats[0][kj], sig, T, iters)
+            if res is None:
+                return None
+            T, mask = res
+        n_proj = len(self._candidates(T, 0.0)[0])
+        return _Solution(
+            T, self.map.points[pid[mask]], feats[0][kj[mask]], sig[mask], pid[mask], len(pid), n_proj
+        )
+
+    def _relocalize(self, feats: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[_Solution | None, str]:
+        """Retrieval (approximate global matching, keyframe votes), then per keyframe exhaustive
+        matching against the points it can see, PnP RANSAC and the guided refinement + gates."""
+        p = self.params
+        kuv, _, kdesc = feats
+        knn = self._flann.knnMatch(kdesc, k=2)
+        t = [
+            m[0].trainIdx
+            for m in knn
+            if len(m) == 2
+            and m[0].distance <= p.max_hamming
+            and m[0].distance < p.reloc_ratio * m[1].distance
+        ]
+        if len(t) < 3:
+            return None, "matches"
+        t_arr = np.array(t)
+        starts, ends = self._pt_kf_off[t_arr], self._pt_kf_off[t_arr + 1]
+        kf = np.concatenate([self._pt_kf[s:e] for s, e in zip(starts, ends, strict=True)])
+        votes = np.bincount(kf, minlength=self.map.n_keyframes)
+        reason = "ransac"
+        tried: list[Pose] = []
+        for k in np.argsort(-votes):
+            if len(tried) >= p.reloc_keyframes or votes[k] < 3:
+                break
+            T_kf = self.map.keyframe_pose(int(k))
+            if any(_close(T_kf, T, 0.3, 0.5) for T in tried):
+                continue
+            tried.append(T_kf)
+            ids, _ = self._candidates(T_kf, 0.0)
+            if len(ids) < p.reloc_min_matches:
+                continue
+            pairs = self._bf.knnMatch(kdesc, self.map.descriptors[ids], k=2)
+            qm = [
+                (m[0].queryIdx, m[0].trainIdx)
+                for m in pairs
+                if len(m) == 2 and m[0].distance <= p.max_hamming and m[0].distance < p.ratio * m[1].distance
+            ]
+            if len(qm) < p.reloc_min_matches:
+                continue
+            qi, ti = np.array(qm).T
+            res = self._solve(self.map.points[ids[ti]], kuv[qi], np.ones(len(qi)), None, p.reloc_ransac_iters)
+            if res is None or res[1].sum() < p.reloc_min_matches:
+                continue
+            sol, reason = self._gate(self._guided(feats, res[0], 2.0 * p.ransac_reproj_px))
+            if sol is not None:
+                return sol, ""
+        return None, reason
+
+    # ------------------------------------------------------------------ gates and covariance
+    def _covariance(self, sol: _Solution) -> tuple[np.ndarray, float, float]:
+        p = self.params
+        uv, J, _ = project_with_jacobian(self.K, sol.T_kibo_cam, sol.obj)
+        w = np.repeat(1.0 / sol.sig, 2)
+        r = (sol.img - uv).ravel() * w
+        Jw = J * w[:, None]
+        ssr = float(r @ r)
+        dof = max(r.size - 6, 0)
+        sigma2 = (ssr + p.prior_dof * p.keypoint_sigma_px**2) / max(dof + p.prior_dof, 1e-9)
+        sigma2 = max(sigma2, p.min_sigma_px**2)
+        cov = p.cov_inflation * sigma2 * np.linalg.inv(Jw.T @ Jw)
+        return 0.5 * (cov + cov.T), float(np.sqrt(ssr / max(r.size / 2, 1))), float(np.sqrt(sigma2))
+
+    def _planar_alternative(self, sol: _Solution) -> Pose | None:
+        """The other local minimum of a (nearly) planar inlier set when it explains the image about
+        as well (the planar pose ambiguity of a small, distant patch), else None."""
+        p = self.params
+        c = sol.obj.mean(axis=0)
+        sv = np.linalg.svd(sol.obj - c, compute_uv=False)
+        if sv[2] > p.planar_ratio * sv[0]:
+            return None
+        try:
+            n, rvecs, tvecs, _ = cv2.solvePnPGeneric(sol.obj, sol.img, self.K, None, flags=cv2.SOLVEPNP_IPPE)
+        except cv2.error:
+            return None
+
+        def wrms(T: Pose) -> float:
+            uv, _, _ = project_with_jacobian(self.K, T, sol.obj)
+            return float(np.sqrt(np.mean(np.sum(((uv - sol.img) / sol.sig[:, None]) ** 2, axis=1))))
+
+        own = wrms(sol.T_kibo_cam)
+        for k in range(n):
+            rvec, tvec = cv2.solvePnPRefineLM(sol.obj, sol.img, self.K, None, rvecs[k], tvecs[k])
+            T = pose_from_rvec_tvec(rvec, tvec)
+            if _close(T, sol.T_kibo_cam, 0.03, np.radians(2.0)):
+                continue
+            if wrms(T) < p.planar_alt_factor * own + 0.2:
+                return T
+        return None
+
+    def _gate(self, sol: _Solution | None, prior_cam: Pose | None = None) -> tuple[_Solution | None, str]:
+        p = self.params
+        if sol is None:
+            return None, "matches"
+        n = len(sol.obj)
+        if n < (p.min_inliers if prior_cam is not None else p.reloc_min_inliers):
+            return None, "inliers"
+        if n < p.min_inlier_ratio * sol.n_candidates:
+            return None, "inlier_ratio"
+        lo, hi = self._bbox
+        if np.any(sol.T_kibo_cam.position < lo) or np.any(sol.T_kibo_cam.position > hi):
+            return None, "outside_map"
+        span = np.ptp(sol.img, axis=0)
+        if span[0] * span[1] < p.min_spread * self.width * self.height:
+            return None, "spread"
+        try:
+            cov, rms, _ = self._covariance(sol)
+        except np.linalg.LinAlgError:
+            return None, "covariance"
+        if rms > p.max_rms_px:
+            return None, "rms"
+        if np.sqrt(np.max(np.linalg.eigvalsh(cov[:3, :3]))) > p.max_position_std:
+            return None, "position_std"
+        alt = self._planar_alternative(sol)
+        if alt is not None:
+            # keep the solution only if a prior clearly prefers it over the other minimum
+            if prior_cam is None or not _pose_gap(sol.T_kibo_cam, prior_cam) < 0.5 * _pose_gap(
+                alt, prior_cam
+            ):
+                return None, "planar_ambiguity"
+        return sol, ""
+
+    def _measurement(self, sol: _Solution, stamp: float) -> PoseMeasurement:
+        cov_cam, rms, sigma = self._covariance(sol)
+        T = sol.T_kibo_cam
+        return PoseMeasurement(
+            stamp=float(stamp),
+            T_kibo_cam=T,
+            T_kibo_base=T.compose(self.T_cam_base),
+            covariance_cam=cov_cam,
+            covariance=pose_covariance_to_child(cov_cam, T, self.T_cam_base),
+            marker_ids=(),
+            rejected_ids=(),
+            rms_px=rms,
+            sigma_px=sigma,
+        )
+
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "FeatureLocalizer",
+    "FeatureLocalizerParams",
+    "FeatureMap",
+    "FeatureMapError",
+    "LocalizationStats",
+    "MapBuildParams",
+    "OrbParams",
+    "SurveyView",
+    "build_feature_map_from_views",
+    "hamming",
+    "load_feature_map",
+    "save_feature_map",
+]

@@ -1,0 +1,322 @@
+"""Natural-feature map: file format and its errors (fast), and localization on rendered frames of the
+module WITHOUT fiducial markers (slow: the default map is built into the cache on first use,
+4-6 min on a 2-core machine; later runs load it in < 1 s).
+
+Accuracy frames: the robot centre uniform in the keep-in box (clear volume shrunk by 0.1 m, clear of
+the cargo bag and the dock) with a uniformly random attitude, rendered by EGL for the left nav
+camera (320x240). Error of a pose: position of base_link (m) and rotation angle (deg) against the
+rendered ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import cv2
+import numpy as np
+import pybullet as p
+import pytest
+
+from intball_nav.frames import Pose, quat_angle, quat_from_rotvec, quat_multiply
+from intball_nav.module import load_marker_map, load_module
+from intball_nav.vision.feature_map import (
+    FORMAT_VERSION,
+    FeatureLocalizer,
+    FeatureMap,
+    FeatureMapError,
+    OrbParams,
+    hamming,
+    load_feature_map,
+    save_feature_map,
+)
+from intball_nav.vision.markers import PoseMeasurement
+from intball_sim.camera import Renderer, load_cameras
+from intball_sim.world import build_world
+
+ROBOT_RADIUS = 0.10
+# a pose is "correct" within these (the issue #3 ATE targets are 3 cm / 1.5 deg)
+OK_POS = 0.05
+OK_DEG = 2.0
+
+
+# ------------------------------------------------------------------------------ file format
+def tiny_map(n: int = 50, k: int = 4, seed: int = 0) -> FeatureMap:
+    rng = np.random.default_rng(seed)
+    ids = [rng.choice(n, 10, replace=False).astype(np.int32) for _ in range(k)]
+    dirs = rng.normal(size=(n, 3))
+    return FeatureMap(
+        points=rng.uniform(-1, 1, (n, 3)),
+        descriptors=rng.integers(0, 256, (n, 32), dtype=np.uint8),
+        n_obs=rng.integers(3, 9, n).astype(np.int32),
+        view_dirs=(dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32),
+        dist_range=np.tile(np.array([0.5, 2.0], np.float32), (n, 1)),
+        kf_poses=np.column_stack([rng.normal(size=(k, 3)), np.tile([0.0, 0.0, 0.0, 1.0], (k, 1))]),
+        kf_offsets=np.arange(0, 10 * k + 1, 10, dtype=np.int64),
+        kf_point_ids=np.concatenate(ids),
+        meta={
+            "detector": {"type": "ORB", "params": {"n_features": 1500}},
+            "camera": {"name": "nav_left", "width": 320, "height": 240},
+        },
+    )
+
+
+def test_map_file_round_trip(tmp_path):
+    fmap = tiny_map()
+    path = save_feature_map(fmap, tmp_path / "m.npz")
+    back = load_feature_map(path)
+    for name in ("points", "descriptors", "n_obs", "view_dirs", "dist_range", "kf_poses", "kf_offsets"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(fmap, name))
+    np.testing.assert_array_equal(back.keyframe_points(2), fmap.keyframe_points(2))
+    assert back.meta["version"] == FORMAT_VERSION and back.meta["format"] == "intball-feature-map"
+    assert back.meta["camera"]["name"] == "nav_left"
+    assert back.orb_params() == OrbParams(n_features=1500)
+    with zipfile.ZipFile(path) as z:  # plain arrays, no pickles
+        assert all(name.endswith(".npy") for name in z.namelist())
+
+
+def test_truncated_file_names_the_problem(tmp_path):
+    path = save_feature_map(tiny_map(), tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatureMapError, match=r"m\.npz: not a readable feature map \(truncated or corrupt"):
+        load_feature_map(path)
+    path.write_bytes(b"")
+    with pytest.raises(FeatureMapError, match="truncated or corrupt"):
+        load_feature_map(path)
+
+
+def _rewrite_meta(path, **changes):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta.update(changes)
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def test_wrong_version_or_format_is_refused(tmp_path):
+    path = save_feature_map(tiny_map(), tmp_path / "old.npz")
+    _rewrite_meta(path, version=0)
+    with pytest.raises(FeatureMapError, match=r"old\.npz: meta\.version is 0, this code reads version 1"):
+        load_feature_map(path)
+    _rewrite_meta(path, version=FORMAT_VERSION, format="something-else")
+    with pytest.raises(FeatureMapError, match=r"meta\.format is 'something-else'"):
+        load_feature_map(path)
+    np.savez(path, points=np.zeros((3, 3)))
+    with pytest.raises(FeatureMapError, match="no 'meta' entry"):
+        load_feature_map(path)
+
+
+def test_bad_arrays_are_named(tmp_path):
+    path = save_feature_map(tiny_map(), tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    bad = dict(arrays, descriptors=arrays["descriptors"][:, :16])
+    np.savez(path, **bad)
+    with pytest.raises(FeatureMapError, match=r"m\.npz: array 'descriptors' has shape \(50, 16\)"):
+        load_feature_map(path)
+    bad = dict(arrays, kf_point_ids=arrays["kf_point_ids"] + 1000)
+    np.savez(path, **bad)
+    with pytest.raises(FeatureMapError, match="kf_point_ids references points outside"):
+        load_feature_map(path)
+    bad = {k: v for k, v in arrays.items() if k != "view_dirs"}
+    np.savez(path, **bad)
+    with pytest.raises(FeatureMapError, match="array 'view_dirs' is missing"):
+        load_feature_map(path)
+
+
+def test_hamming_matches_opencv():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    b = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    expected = [cv2.norm(x, y, cv2.NORM_HAMMING) for x, y in zip(a, b, strict=True)]
+    np.testing.assert_array_equal(hamming(a, b), expected)
+
+
+# ------------------------------------------------------------------------------ rendered frames
+@pytest.fixture(scope="module")
+def feature_map() -> FeatureMap:
+    from intball_sim.mapping import default_feature_map
+
+    return default_feature_map(build_if_missing=True)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """EGL (or Tiny) renderer over the module without markers; yields (render, camera model)."""
+    cid = p.connect(p.DIRECT)
+    renderer = Renderer(cid)
+    build_world(cid, load_module(), load_marker_map(), marker_ids=())
+    cam = load_cameras()["nav_left"]
+
+    def render(T_kibo_base: Pose) -> tuple[np.ndarray, np.ndarray]:
+        rgb, depth = renderer.render(cam, T_kibo_base.compose(cam.T_base_cam))
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), depth
+
+    yield render, cam
+    p.disconnect(cid)
+
+
+def random_pose(rng: np.random.Generator) -> Pose:
+    """Robot pose uniform where the robot fits (keep-in box, clear of the cargo bag and the dock)
+    with a uniformly random attitude."""
+    module = load_module()
+    obstacles = [*module.keep_out, module.dock.box]
+    q = rng.normal(size=4)
+    position = rng.uniform(module.clear_min + ROBOT_RADIUS, module.clear_max - ROBOT_RADIUS)
+    while any(box.contains(position, ROBOT_RADIUS) for box in obstacles):
+        position = rng.uniform(module.clear_min + ROBOT_RADIUS, module.clear_max - ROBOT_RADIUS)
+    return Pose(position, q / np.linalg.norm(q))
+
+
+def errors(meas: PoseMeasurement, truth: Pose) -> tuple[float, float]:
+    """(position error m, angle error deg) of base_link."""
+    return (
+        float(np.linalg.norm(meas.T_kibo_base.position - truth.position)),
+        float(np.degrees(quat_angle(meas.T_kibo_base.quat, truth.quat))),
+    )
+
+
+@pytest.mark.slow
+def test_tracking_accuracy_on_rendered_frames(feature_map, scene):
+    """Prior = truth + (3 cm, 1.5 deg) noise: accuracy well inside 3 cm / 1.5 deg, and a pose on
+    nearly every frame whose view reaches >= 0.6 m (closer views of a blank wall may fail)."""
+    render, cam = scene
+    loc = FeatureLocalizer(feature_map, cam)
+    rng = np.random.default_rng(11)
+    pos_err, ang_err, far_total, far_ok = [], [], 0, 0
+    for _ in range(40):
+        truth = random_pose(rng)
+        gray, depth = render(truth)
+        prior = Pose(
+            truth.position + rng.normal(0.0, 0.03, 3),
+            quat_multiply(truth.quat, quat_from_rotvec(rng.normal(0.0, np.radians(1.5), 3))),
+        )
+        meas = loc.localize(gray, 1.0, prior)
+        far = float(np.median(depth)) >= 0.6
+        far_total += far
+        if meas is None:
+            continue
+        far_ok += far
+        e_p, e_a = errors(meas, truth)
+        pos_err.append(e_p)
+        ang_err.append(e_a)
+        assert meas.stamp == 1.0 and meas.marker_ids == ()
+        assert meas.covariance.shape == (6, 6) and np.all(np.linalg.eigvalsh(meas.covariance) > 0.0)
+    pos_err, ang_err = np.array(pos_err), np.array(ang_err)
+    print(
+        f"tracking: {len(pos_err)}/40 frames, far {far_ok}/{far_total}; position median "
+        f"{1e3 * np.median(pos_err):.1f} mm p95 {1e3 * np.percentile(pos_err, 95):.1f} mm; angle median "
+        f"{np.median(ang_err):.2f} deg p95 {np.percentile(ang_err, 95):.2f} deg"
+    )
+    assert far_ok >= 0.9 * far_total
+    assert np.median(pos_err) < 0.012 and np.percentile(pos_err, 95) < 0.03 and pos_err.max() < OK_POS
+    assert np.median(ang_err) < 0.5 and np.percentile(ang_err, 95) < 1.0 and ang_err.max() < OK_DEG
+
+
+@pytest.mark.slow
+def test_covariance_is_consistent_with_errors(feature_map, scene):
+    """Position NEES (3 dof) over accepted frames: median near chi2(3)'s 2.37 (neither over- nor
+    grossly underconfident)."""
+    render, cam = scene
+    loc = FeatureLocalizer(feature_map, cam)
+    rng = np.random.default_rng(12)
+    nees = []
+    for _ in range(30):
+        truth = random_pose(rng)
+        gray, _ = render(truth)
+        meas = loc.localize(gray, 0.0, truth)
+        if meas is not None:
+            d = meas.T_kibo_base.position - truth.position
+            nees.append(float(d @ np.linalg.solve(meas.covariance[:3, :3], d)))
+    print(f"position NEES over {len(nees)} frames: mean {np.mean(nees):.2f}, median {np.median(nees):.2f}")
+    assert len(nees) >= 15
+    assert 0.7 < np.median(nees) < 2 * 2.37  # chi2(3) median is 2.37
+
+
+@pytest.mark.slow
+def test_relocalization_from_unknown_poses(feature_map, scene):
+    """No prior (kidnapped robot): single-frame success rate on random poses and zero false accepts.
+    (The 2 s success rate with a slowly rotating robot is measured by bench/bench_reloc.py.)"""
+    render, cam = scene
+    loc = FeatureLocalizer(feature_map, cam)
+    rng = np.random.default_rng(13)
+    n, ok, far_total, far_ok, wrong = 40, 0, 0, 0, []
+    for _ in range(n):
+        truth = random_pose(rng)
+        gray, depth = render(truth)
+        meas = loc.localize(gray, 0.0, None)
+        far = float(np.median(depth)) >= 0.6
+        far_total += far
+        if meas is None:
+            continue
+        e_p, e_a = errors(meas, truth)
+        if e_p > OK_POS or e_a > OK_DEG:
+            wrong.append((e_p, e_a))
+        else:
+            ok += 1
+            far_ok += far
+    print(f"relocalization: {ok}/{n} frames ({far_ok}/{far_total} with median depth >= 0.6 m), wrong {wrong}")
+    assert not wrong
+    assert far_ok >= 0.85 * far_total
+    assert ok >= 0.55 * n
+
+
+@pytest.mark.slow
+def test_featureless_frames_return_none(feature_map, scene):
+    render, cam = scene
+    loc = FeatureLocalizer(feature_map, cam)
+    module = load_module()
+    # camera 6 cm from the middle of a rack face (the near plane is 5 cm), looking at it: a blurred
+    # close-up of one rack
+    q_face_port = quat_from_rotvec(np.array([0.0, 0.0, -np.pi / 2]))  # body -x (nav camera) -> +y
+    near_wall = Pose(np.array([4.3, module.clear_max[1] - 0.06 - 0.10, 0.0]), q_face_port)
+    gray, depth = render(near_wall)
+    assert float(np.median(depth)) < 0.1
+    assert loc.localize(gray, 0.0, None) is None
+    assert loc.localize(gray, 0.0, near_wall) is None
+    # a well-textured frame, then the same frame heavily blurred, a flat grey frame, noise
+    rng = np.random.default_rng(14)
+    good = Pose(np.array([4.0, 0.0, 0.0]), quat_from_rotvec(np.array([0.0, 0.0, np.pi / 2])))
+    gray, _ = render(good)
+    assert loc.localize(gray, 0.0, None) is not None
+    blurred = cv2.GaussianBlur(gray, (0, 0), 6.0)
+    flat = np.full_like(gray, 128)
+    noise = rng.integers(0, 256, gray.shape, dtype=np.uint8)
+    for img in (blurred, flat, noise):
+        assert loc.localize(img, 0.0, None) is None
+        assert loc.localize(img, 0.0, good) is None
+
+
+@pytest.mark.slow
+def test_map_build_cli_writes_a_valid_map(tmp_path):
+    """A 108-view survey of one metre of the module through the CLI entry point: a valid file."""
+    import argparse
+
+    from intball_sim import mapping
+
+    parser = argparse.ArgumentParser()
+    mapping.add_arguments(parser)
+    out = tmp_path / "small.npz"
+    assert (
+        mapping.run(
+            parser.parse_args(["--out", str(out), "--views", "108", "--seed", "3", "--x-range", "4", "5"])
+        )
+        == 0
+    )
+    fmap = load_feature_map(out)
+    module = load_module()
+    assert fmap.n_keyframes == len(mapping.survey_poses(module, 108, 3, (4.0, 5.0))) == 108 + 120
+    assert fmap.n_points > 500
+    assert fmap.meta["survey"] == {
+        "seed": 3,
+        "views": 108,
+        "markers": False,
+        "renderer": fmap.meta["survey"]["renderer"],
+        "margin_m": mapping.SURVEY_MARGIN,
+        "directions_per_station": 18,
+        "x_range": [4.0, 5.0],
+    }
+    assert fmap.meta["camera"]["name"] == "nav_left" and fmap.meta["counts"]["points"] == fmap.n_points
+    # every point on or near the module surfaces (the survey sees only the cabin)
+    assert np.all(fmap.points > module.clear_min - 0.05) and np.all(fmap.points < module.clear_max + 0.6)
