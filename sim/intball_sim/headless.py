@@ -6,6 +6,11 @@ Loop (fixed rates, sim time):
   textures, no markers), advanced one control period per tick;
 - estimator: the named truth-based mode (``truth-noise`` or ``truth``) at the control rate
   (50 Hz). It is the ONLY path from ground truth to the controller;
+- or ``vision``: :class:`intball_sim.vision_loop.VisionInLoop` steps the backend at the IMU
+  rate, renders the nav camera from the true pose and runs the visual-inertial pipeline; the
+  controller gets its estimate only. The runner waits (fans off) for the first visual fix, and
+  while localization is lost (braking, safe, recovering) the mission and its clocks pause; after
+  ``max_losses_per_waypoint`` losses on the way to one waypoint it gives that waypoint up;
 - GNC: ``intball_nav.gnc.gnc_step`` at 50 Hz -> fan command (8,) N;
 - waypoints: a goal is sent with ``set_goal``; when ``GncStatus.arrived`` the arrival is
   recorded (ground-truth position / attitude error to the waypoint), the robot holds for
@@ -20,7 +25,7 @@ CLI (via ``intball sim``, see :func:`add_arguments` / :func:`run`, or
 ``python -m intball_sim.headless``)::
 
     intball sim --mission FILE --out DIR [--realtime|--fast] [--seed N]
-                [--localization truth|truth-noise] [--max-time S]
+                [--localization truth|truth-noise|vision] [--max-time S]
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ import numpy as np
 from intball_nav.config import ConfigError
 from intball_nav.dynamics import RigidBodyState
 from intball_nav.estimation.truth_noise import MODE_TRUTH, MODE_TRUTH_NOISE, TruthNoiseEstimator
+from intball_nav.estimation.visual_localizer import MODE_VISION
 from intball_nav.flight_modes import load_flight_modes
 from intball_nav.frames import Pose, quat_angle
-from intball_nav.gnc import GncParams, gnc_step, initial_state, set_goal
+from intball_nav.gnc import GncParams, gnc_step, hold_position, initial_state, set_goal
 from intball_nav.guidance import plan_segment
 from intball_nav.mission import Mission, load_mission
 from intball_nav.module import ModuleGeometry, load_module
@@ -50,7 +56,7 @@ from intball_nav.safety import Box, keep_in_from_module
 from intball_nav.trajectory_io import write_tum
 from intball_sim.report import plot_trajectory, write_summary
 
-LOCALIZATION_MODES = (MODE_TRUTH, MODE_TRUTH_NOISE)
+LOCALIZATION_MODES = (MODE_TRUTH, MODE_TRUTH_NOISE, MODE_VISION)
 CONTROL_HZ = 50.0
 """GNC and estimator rate, Hz (IB2-class; Astrobee runs 62.5 Hz)."""
 PHYSICS_HZ = 100.0
@@ -124,6 +130,7 @@ def run_mission(
     plot: bool = True,
     robot: RobotParams | None = None,
     module: ModuleGeometry | None = None,
+    vision: Any = None,
 ) -> dict[str, Any]:
     """Fly a mission headless and write the outputs; returns the summary dict.
 
@@ -132,7 +139,9 @@ def run_mission(
     out_dir : created if missing
     realtime : pace the loop to wall-clock time (else as fast as possible)
     seed : seeds thrust noise, airflow and the localization noise
-    localization : ``"truth-noise"`` (ground truth + noise) or ``"truth"`` (no noise)
+    localization : ``"truth-noise"`` (ground truth + noise), ``"truth"`` (no noise) or
+        ``"vision"`` (nav cameras + IMU + ESKF close the loop, :mod:`intball_sim.vision_loop`)
+    vision : ``intball_sim.vision_loop.VisionOptions`` of the vision mode (None = defaults)
     max_time : s, stop the run at this sim time (remaining waypoints: not reached)
     """
     if localization not in LOCALIZATION_MODES:
@@ -163,8 +172,14 @@ def run_mission(
         visuals=False,  # no cameras headless: physics-only world
     )
     # Separate streams: changing the localization mode must not change the physics.
-    estimator = TruthNoiseEstimator(seed=seed + 1_000_003, mode=localization)
+    vision_mode = localization == MODE_VISION
+    estimator = None if vision_mode else TruthNoiseEstimator(seed=seed + 1_000_003, mode=localization)
+    eye = None  # the vision mode: its estimate is the only path to the controller
     try:
+        if vision_mode:
+            from intball_sim.vision_loop import VisionInLoop  # noqa: PLC0415 - renderer, OpenCV
+
+            eye = VisionInLoop(module, robot, seed=seed, options=vision, start=mission.start)
         backend.reset(RigidBodyState(position=mission.start.position, quat=mission.start.quat))
         gnc = initial_state(modes[mission.flight_mode])
         records: list[_WaypointRecord] = []
@@ -181,10 +196,35 @@ def run_mission(
         record: _WaypointRecord | None = None
         end_reason = "completed"
         truth = backend.state()
-        estimate = estimator.update(truth)
+        if estimator is not None:
+            estimate = estimator.update(truth)
+        elif eye is not None:  # unknown start: fans off until the first good visual pose
+            estimate = eye.wait_for_fix(backend, dt)
+            t, truth = backend.sim_time, backend.state()
+        override = None
+        wp_losses, max_losses = 0, eye.options.max_losses_per_waypoint if eye is not None else 0
         fan_command = np.full(8, robot.fan_min)
         while True:
-            if phase == "next":
+            paused = False
+            if eye is not None:
+                fix, override, changed = eye.supervise(t)
+                estimate = fix if fix is not None else estimate
+                paused = eye.paused  # lost / recovering: mission progress and its clocks stop
+                if changed == "braking":
+                    wp_losses += 1
+                elif changed == "recovering":
+                    gnc = hold_position(gnc, estimate, t)
+                elif changed == "nominal" and phase == "flying" and wp_losses >= max_losses and record:
+                    record.message = f"not reached: localization lost {wp_losses} times on the way"
+                    phase = "next"  # give the waypoint up (e.g. a marker blind spot)
+                elif changed == "nominal" and phase in ("flying", "holding"):
+                    wp = mission.waypoints[index]  # re-plan to the current waypoint
+                    mode = modes[wp.flight_mode]
+                    gnc = set_goal(gnc, wp.pose, mode, t, estimate, keep_in, keep_out, radius=robot.radius)
+                if paused and record is not None:
+                    record.timeout_s += dt
+                    hold_until += dt
+            if phase == "next" and not paused:
                 index += 1
                 if index >= len(mission.waypoints):
                     break
@@ -201,16 +241,20 @@ def run_mission(
                     timeout_s=TIMEOUT_FACTOR * planned + TIMEOUT_MARGIN_S,
                 )
                 records.append(record)
+                wp_losses = 0
                 gnc = set_goal(gnc, wp.pose, mode, t, estimate, keep_in, keep_out, radius=robot.radius)
                 if gnc.status == "rejected":
                     record.message = gnc.message
                     continue  # phase stays "next"
                 phase = "flying"
 
-            gnc, fan_command, status = gnc_step(gnc, estimate, t, gnc_params)
+            if override is None:
+                gnc, fan_command, status = gnc_step(gnc, estimate, t, gnc_params)
+            else:
+                fan_command = override  # braking on the estimated velocity, then fans off
             assert record is not None
             wp = mission.waypoints[index]
-            if phase == "flying":
+            if phase == "flying" and not paused:
                 if status.arrived:
                     record.reached = True
                     record.t_arrival = t
@@ -226,7 +270,7 @@ def run_mission(
                         f"{math.degrees(quat_angle(truth.quat, wp.pose.quat)):.1f} deg ({status.message})"
                     )
                     phase = "next"
-            if phase == "holding":
+            if phase == "holding" and not paused:
                 err = _distance(truth.position, wp.pose.position)
                 record.hold_max_position_error_m = max(record.hold_max_position_error_m or 0.0, err)
                 if t >= hold_until - 1e-9:
@@ -236,11 +280,15 @@ def run_mission(
                 log_truth.append([t, *truth.position.tolist(), *truth.quat.tolist()])
                 log_est.append([t, *estimate.position.tolist(), *estimate.quat.tolist()])
 
-            backend.step(fan_command, dt)
+            if eye is None:
+                backend.step(fan_command, dt)
+            else:
+                eye.advance(backend, fan_command, dt)
             tick += 1
             t = backend.sim_time
             truth = backend.state()
-            estimate = estimator.update(truth)
+            if estimator is not None:
+                estimate = estimator.update(truth)
             if max_time is not None and t >= max_time:
                 end_reason = f"max_time {max_time:g} s reached"
                 break
@@ -310,6 +358,7 @@ def run_mission(
                 "log": control_hz / log_every,
             },
             "machine": {"platform": platform.platform(), "python": platform.python_version()},
+            **({"vision": eye.summary()} if eye is not None else {}),
             "waypoints": [r.as_dict() for r in records],
         }
         write_summary(out / "summary.json", summary)
@@ -329,6 +378,8 @@ def run_mission(
         return summary
     finally:
         backend.close()
+        if eye is not None:
+            eye.close()
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -344,7 +395,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--localization",
         choices=LOCALIZATION_MODES,
         default=MODE_TRUTH_NOISE,
-        help="truth-based localization mode (default truth-noise)",
+        help="localization mode: truth-noise (default), truth, or vision (nav cameras + IMU + ESKF)",
     )
     parser.add_argument("--max-time", type=float, default=None, metavar="S", help="stop at this sim time (s)")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,19 +248,33 @@ def _write_assets(surfaces: list[_Surface]) -> Path:
 
 
 def build_world(
-    client_id: int, module: ModuleGeometry, markers: MarkerMap, *, textures: bool = True
+    client_id: int,
+    module: ModuleGeometry,
+    markers: MarkerMap,
+    *,
+    textures: bool = True,
+    marker_ids: Collection[int] | None = None,
 ) -> World:
     """Create the module in an existing PyBullet client (DIRECT, gravity set by the caller).
 
     textures=False skips texture loading (physics-only runs; surfaces render white).
+    marker_ids : ids of the map markers to put in the world; None = all, ``()`` = none (e.g.
+        natural-feature runs, or markers covered/removed as a perturbation). The asset cache is
+        shared by every subset.
     Create the ``camera.Renderer`` first if you will render with EGL.
     """
+    keep = None if marker_ids is None else {int(i) for i in marker_ids}
+    unknown = sorted(keep - {m.id for m in markers.markers}) if keep is not None else []
+    if unknown:
+        raise ValueError(f"build_world: marker_ids {unknown} are not in the marker map")
     surfaces = _surfaces(module, markers)
     cache = _write_assets(surfaces)
     walls: list[int] = []
-    marker_ids: dict[int, int] = {}
+    marker_bodies: dict[int, int] = {}
     names: dict[int, str] = {}
     for i, s in enumerate(surfaces):
+        if s.kind == "marker" and keep is not None and int(s.extra[1]) not in keep:
+            continue
         vis = p.createVisualShape(
             p.GEOM_MESH, fileName=str(cache / f"{i:03d}.obj"), meshScale=[1, 1, 1], physicsClientId=client_id
         )
@@ -289,7 +304,7 @@ def build_world(
             )
         names[body] = s.name
         if s.kind == "marker":
-            marker_ids[int(s.extra[1])] = body
+            marker_bodies[int(s.extra[1])] = body
         else:
             walls.append(body)
     obstacles: dict[str, int] = {}
@@ -307,7 +322,7 @@ def build_world(
         )
         obstacles[box.name] = body
         names[body] = box.name
-    return World(client_id, tuple(walls), obstacles, marker_ids, names, cache)
+    return World(client_id, tuple(walls), obstacles, marker_bodies, names, cache)
 
 
 def marker_layout_image(module: ModuleGeometry, markers: MarkerMap, px_per_m: int = 80) -> np.ndarray:
