@@ -1,4 +1,4 @@
-"""The ``intball`` command: ``intball up`` (ROS graph), ``intball sim`` (headless), ``intball goal``."""
+"""The ``intball`` command: ``up`` (ROS graph), ``sim`` (headless), ``goal``, ``record``, ``replay``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from intball_ros import goal_client, launcher
+    from intball_ros import goal_client, launcher, recording
     from intball_sim import headless
 
     parser = argparse.ArgumentParser(prog="intball", description="Open Int-Ball stack")
@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     goal = sub.add_parser("goal", help="send one goal pose to a running graph")
     goal_client.add_arguments(goal)
     goal.set_defaults(func=goal_client.main)
+    rec = sub.add_parser("record", help="record topics of a running graph to an MCAP file")
+    recording.add_record_arguments(rec)
+    rec.set_defaults(func=recording.run_record)
+    rep = sub.add_parser("replay", help="run the localization pipeline over a recording and score it")
+    recording.add_replay_arguments(rep)
+    rep.set_defaults(func=recording.run_replay)
     return parser
 
 

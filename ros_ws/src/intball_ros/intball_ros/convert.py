@@ -26,14 +26,15 @@ from geometry_msgs.msg import (
     WrenchStamped,
 )
 from geometry_msgs.msg import Pose as PoseMsg
-from intball_interfaces.msg import FanCommand, GuidanceStatus
+from intball_interfaces.msg import FanCommand, GuidanceStatus, LocalizationHealth
 from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import Header
 
 from intball_nav.dynamics import RigidBodyState
-from intball_nav.frames import Pose, quat_conjugate, quat_normalize, quat_rotate
+from intball_nav.estimation.health import HealthLevel, HealthStatus
+from intball_nav.frames import Pose, quat_conjugate, quat_normalize, quat_rotate, rotmat_from_quat
 from intball_ros import names
 
 
@@ -125,10 +126,21 @@ def pose_from_transform(msg: TransformStamped) -> Pose:
 
 # --- rigid body state <-> odometry -------------------------------------------------------
 def odometry_from_state(
-    state: RigidBodyState, t: float, frame_id: str = names.WORLD_FRAME, child_frame_id: str = names.BODY_FRAME
+    state: RigidBodyState,
+    t: float,
+    frame_id: str = names.WORLD_FRAME,
+    child_frame_id: str = names.BODY_FRAME,
+    covariance: np.ndarray | None = None,
 ) -> Odometry:
-    """nav_msgs/Odometry of a RigidBodyState (velocity kibo -> body frame, omega body)."""
+    """nav_msgs/Odometry of a RigidBodyState (velocity kibo -> body frame, omega body).
+
+    covariance : optional (6,6) pose covariance of the core, [dp m kibo, dtheta rad body]; it is
+    rotated to the message convention (both blocks in ``frame_id`` = kibo). Without it the pose
+    covariance is all zero (truth modes); the twist covariance is not estimated (all zero).
+    """
     msg = Odometry(header=header(t, frame_id), child_frame_id=child_frame_id)
+    if covariance is not None:
+        msg.pose.covariance = ros_pose_covariance(covariance, state.quat).ravel()
     msg.pose.pose.position = _point(state.position)
     msg.pose.pose.orientation = _quaternion(state.quat)
     v_body = quat_rotate(quat_conjugate(np.asarray(state.quat)), state.velocity)
@@ -149,6 +161,14 @@ def state_from_odometry(msg: Odometry) -> RigidBodyState:
     )
 
 
+def ros_pose_covariance(covariance: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """(6,6) [dp m kibo, dtheta rad kibo] of a core pose covariance [dp m kibo, dtheta rad body]
+    at attitude quat (4,) xyzw q_kibo_body: J P J^T with J = diag(I, R_kibo_body)."""
+    J = np.eye(6)
+    J[3:, 3:] = rotmat_from_quat(np.asarray(quat, dtype=float))
+    return J @ np.asarray(covariance, dtype=float).reshape(6, 6) @ J.T
+
+
 def pose_from_state(state: RigidBodyState) -> Pose:
     return Pose(np.asarray(state.position), np.asarray(state.quat))
 
@@ -164,6 +184,14 @@ def imu_msg(t: float, accel: np.ndarray, gyro: np.ndarray, frame_id: str = names
     msg.angular_velocity = _vector3(gyro)
     msg.orientation_covariance[0] = -1.0
     return msg
+
+
+def imu_from_msg(msg: Imu) -> tuple[float, np.ndarray, np.ndarray]:
+    """(t s, gyro (3,) rad/s body, accel (3,) m/s^2 body specific force) of a sensor_msgs/Imu."""
+    gyro, accel = _vec3(msg.angular_velocity), _vec3(msg.linear_acceleration)
+    if not (np.all(np.isfinite(gyro)) and np.all(np.isfinite(accel))):
+        raise InvalidMessage("IMU sample is not finite")
+    return time_from_stamp(msg.header.stamp), gyro, accel
 
 
 def image_from_array(rgb: np.ndarray, t: float, frame_id: str) -> Image:
@@ -183,6 +211,16 @@ def array_from_image(msg: Image) -> np.ndarray:
     if msg.encoding != "rgb8":
         raise InvalidMessage(f"image encoding {msg.encoding!r} is not rgb8")
     return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step // 3, 3)[:, : msg.width]
+
+
+def gray_from_image(msg: Image) -> np.ndarray:
+    """(H, W) uint8 gray image of an rgb8 sensor_msgs/Image (cv2 RGB2GRAY weights, as the
+    headless vision loop converts its renders)."""
+    import cv2
+
+    if msg.width * msg.height == 0 or len(msg.data) < msg.step * msg.height or msg.step < 3 * msg.width:
+        raise InvalidMessage(f"image {msg.width}x{msg.height} step {msg.step} has {len(msg.data)} bytes")
+    return cv2.cvtColor(np.ascontiguousarray(array_from_image(msg)), cv2.COLOR_RGB2GRAY)
 
 
 def camera_info_msg(info, t: float) -> CameraInfo:
@@ -242,6 +280,18 @@ def guidance_status_msg(status, t: float, flight_mode: str, goal: Pose | None) -
     return msg
 
 
+def paused_status_msg(message: str, t: float, flight_mode: str, goal: Pose | None) -> GuidanceStatus:
+    """GuidanceStatus while the loss-of-localization response holds the mission (state
+    'paused', ``message`` names the response mode and the health reason)."""
+    msg = GuidanceStatus(header=header(t, names.WORLD_FRAME), state="paused", flight_mode=flight_mode)
+    if goal is not None:
+        msg.goal = msg_from_pose(goal)
+    msg.position_error = math.nan
+    msg.attitude_error = math.nan
+    msg.message = message
+    return msg
+
+
 def goal_from_status(msg: GuidanceStatus) -> Pose | None:
     """Goal pose of a GuidanceStatus, None if it carries none (all-zero quaternion)."""
     try:
@@ -261,3 +311,48 @@ def rejection_status_msg(
     msg.attitude_error = math.nan
     msg.message = f"goal rejected: {reason}"
     return msg
+
+
+# --- localization health -----------------------------------------------------------------
+INITIALISING = "initialising"
+"""LocalizationHealth.level before the first estimate (the core's LOST, "not initialised")."""
+
+
+def health_msg(
+    t: float,
+    health: HealthStatus,
+    *,
+    initialised: bool = True,
+    markers_used: int = 0,
+    features_used: int = 0,
+    position_std: float = math.nan,
+    attitude_std: float = math.nan,
+    time_since_update: float = math.inf,
+    rejected: int = 0,
+) -> LocalizationHealth:
+    """intball_interfaces/LocalizationHealth of a core HealthStatus (level ok | degraded | lost,
+    or ``initialising`` when there is no estimate yet) and the filter figures (m, rad, s)."""
+    level = HealthLevel(health.level).name.lower() if initialised else INITIALISING
+    return LocalizationHealth(
+        header=header(t, names.WORLD_FRAME),
+        level=level,
+        reason=str(health.reason),
+        markers_used=int(markers_used),
+        features_used=int(features_used),
+        position_std=float(position_std),
+        attitude_std=float(attitude_std),
+        time_since_update=float(time_since_update),
+        rejected=int(rejected),
+    )
+
+
+def health_from_msg(msg: LocalizationHealth) -> HealthStatus:
+    """Core HealthStatus of a LocalizationHealth (``initialising`` is LOST); raises InvalidMessage
+    on an unknown level."""
+    if msg.level == INITIALISING:
+        return HealthStatus(HealthLevel.LOST, msg.reason or "not initialised")
+    try:
+        level = HealthLevel[msg.level.upper()]
+    except KeyError:
+        raise InvalidMessage(f"unknown localization health level {msg.level!r}") from None
+    return HealthStatus(level, msg.reason)

@@ -62,7 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composed", action="store_true", help="run all nodes in this process")
     parser.add_argument("--rate", type=float, default=1.0, help="real-time factor target (default 1)")
     parser.add_argument("--no-cameras", action="store_true", help="do not render camera images")
-    parser.add_argument("--localization", choices=names.LOCALIZATION_MODES, default="truth-noise")
+    parser.add_argument(
+        "--localization",
+        choices=names.LOCALIZATION_MODES,
+        help=f"estimator mode (default {names.LOCALIZATION_VISION}; truth-noise with --no-cameras)",
+    )
+    parser.add_argument(
+        "--features",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="vision: natural-feature localizer too (auto: when the feature map is cached)",
+    )
     parser.add_argument("--tour", type=Path, help="fly this mission YAML through the graph")
     parser.add_argument("--demo", action="store_true", help=f"fly the demo tour ({DEMO_TOUR.name})")
     parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the tour is flown")
@@ -74,18 +84,21 @@ def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
     """The nodes `intball up` starts, with their parameters, from the parsed arguments."""
     if args.rate <= 0.0:
         raise SystemExit(f"intball up: --rate must be > 0, got {args.rate}")
+    if args.localization is None:
+        args.localization = "truth-noise" if args.no_cameras else names.LOCALIZATION_VISION
+    if args.localization == names.LOCALIZATION_VISION and args.no_cameras:
+        raise SystemExit("intball up: --localization vision needs the cameras (drop --no-cameras)")
     sim_time = {names.P_USE_SIM_TIME: True}
+    estimator = {**sim_time, names.P_LOCALIZATION: args.localization, names.P_SEED: args.seed}
+    if args.localization == names.LOCALIZATION_VISION:
+        estimator[names.P_FEATURES] = use_features(getattr(args, "features", "auto"))
     specs = [
         NodeSpec(
             names.SIM_NODE,
             "sim_node",
             {names.P_RATE: args.rate, names.P_CAMERAS: not args.no_cameras, names.P_SEED: args.seed},
         ),
-        NodeSpec(
-            names.ESTIMATOR_NODE,
-            "estimator_node",
-            {**sim_time, names.P_LOCALIZATION: args.localization, names.P_SEED: args.seed},
-        ),
+        NodeSpec(names.ESTIMATOR_NODE, "estimator_node", estimator),
         NodeSpec(names.CONTROL_NODE, "control_node", {**sim_time, names.P_FLIGHT_MODE: args.flight_mode}),
     ]
     tour = args.tour if args.tour is not None else (DEMO_TOUR if args.demo else None)
@@ -105,6 +118,16 @@ def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
     return specs
 
 
+def use_features(choice: str) -> bool:
+    """``--features``: on, off, or auto = when the default feature map is in the cache
+    (``intball map build`` makes it; without it the markers are the only visual source)."""
+    if choice != "auto":
+        return choice == "on"
+    from intball_sim.mapping import default_map_path
+
+    return default_map_path().exists()
+
+
 def child_environment() -> dict[str, str]:
     """Environment for node processes: intball_ros.env.ros_environment(), unbuffered output."""
     from intball_ros.env import ros_environment
@@ -119,7 +142,13 @@ def print_banner(specs: list[NodeSpec], args: argparse.Namespace) -> None:
     print(f"  nodes:      {', '.join(s.name for s in specs)}")
     print(f"  goal:       {names.GOAL_POSE} (geometry_msgs/PoseStamped, frame '{names.WORLD_FRAME}')")
     tf = f"{names.TF} {names.WORLD_FRAME}->{names.BODY_FRAME}"
-    print(f"  estimate:   {names.ODOMETRY} ({args.localization}), {tf}")
+    mode = args.localization
+    if mode == names.LOCALIZATION_VISION:
+        est = {s.name: s for s in specs}[names.ESTIMATOR_NODE]
+        mode += (
+            " markers + features" if est.params[names.P_FEATURES] else " markers only (no feature map cached)"
+        )
+    print(f"  estimate:   {names.ODOMETRY} ({mode}), {tf}, {names.LOCALIZATION_HEALTH}")
     print(f"  truth:      {names.GROUND_TRUTH}, {names.IMU}, {names.CLOCK}")
     print(f"  commands:   {names.FAN_COMMAND}, {names.WRENCH_COMMAND}; status {names.GUIDANCE_STATUS}")
     if not args.no_cameras:

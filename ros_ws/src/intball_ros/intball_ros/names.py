@@ -44,12 +44,26 @@ FAN_COMMAND = f"{NS}/fan_command"  # intball_interfaces/FanCommand
 GUIDANCE_STATUS = f"{NS}/guidance/status"  # intball_interfaces/GuidanceStatus
 CLOCK = "/clock"  # rosgraph_msgs/Clock
 TF = "/tf"  # tf2_msgs/TFMessage, kibo -> base_link (estimate)
+LOCALIZATION_HEALTH = f"{NS}/localization/health"  # intball_interfaces/LocalizationHealth
+RECORD_TOPICS = (  # default topic set of `intball record`
+    IMU,
+    NAV_LEFT_IMAGE,
+    NAV_LEFT_INFO,
+    NAV_RIGHT_IMAGE,
+    NAV_RIGHT_INFO,
+    GROUND_TRUTH,
+    ODOMETRY,
+    LOCALIZATION_HEALTH,
+    GUIDANCE_STATUS,
+    FAN_COMMAND,
+)
 
 # --- nodes (names as they appear in the graph and in launcher output) -------------------
 SIM_NODE = "intball_sim"
 ESTIMATOR_NODE = "intball_estimator"
 CONTROL_NODE = "intball_control"
 TOUR_NODE = "intball_tour"
+RECORD_NODE = "intball_record"
 
 # --- parameters -------------------------------------------------------------------------
 P_USE_SIM_TIME = "use_sim_time"  # rclpy built-in
@@ -63,16 +77,21 @@ P_SEED = "seed"  # int, seeds simulator noise
 P_FAN_TIMEOUT = "fan_timeout"  # s sim time without a fan command -> fans off
 P_INITIAL_POSE = "initial_pose"  # [x, y, z, qx, qy, qz, qw], kibo frame
 # estimator_node
-P_LOCALIZATION = "localization"  # truth | truth-noise
+P_LOCALIZATION = "localization"  # vision | truth-noise | truth
+P_FEATURES = "features"  # bool, vision mode: natural-feature localizer (needs the feature map)
+P_HEALTH_RATE = "health_rate"  # Hz sim time of periodic localization health (+ one per change)
 # control_node
 P_CONTROL_RATE = "control_rate"  # Hz sim time
 P_FLIGHT_MODE = "flight_mode"  # nominal | precision | quiet
 P_STATUS_RATE = "status_rate"  # Hz sim time
+P_HEALTH_TIMEOUT = "health_timeout"  # s sim time without localization health -> treated as lost
 # tour_node
 P_TOUR_FILE = "tour_file"  # path to a mission YAML (intball_nav.mission format)
 P_EXIT_WHEN_DONE = "exit_when_done"  # bool, the tour node exits 0 after the last waypoint
 
-LOCALIZATION_MODES = ("truth-noise", "truth")
+LOCALIZATION_VISION = "vision"  # visual-inertial pipeline (intball_nav.estimation.visual_localizer)
+LOCALIZATION_MODES = (LOCALIZATION_VISION, "truth-noise", "truth")
+HEALTH_LEVELS = ("ok", "degraded", "lost", "initialising")  # LocalizationHealth.level
 
 # --- QoS --------------------------------------------------------------------------------
 RELIABLE_10 = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -86,6 +105,11 @@ LATCHED = QoSProfile(
 """Camera info: reliable, transient local (late joiners get the last one)."""
 SENSOR = qos_profile_sensor_data
 """IMU: best effort, keep last 5 (subscribe with the same profile)."""
+SENSOR_DEEP = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.BEST_EFFORT
+)
+"""IMU into the visual-inertial estimator: best effort, keep last 200 (2 s at 100 Hz), so no sample
+is dropped while a navigation frame is processed or the process is descheduled."""
 IMAGES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
 """Images: reliable keep last 2 (best effort loses most large messages with default Fast DDS)."""
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)

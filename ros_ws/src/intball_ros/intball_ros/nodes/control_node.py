@@ -4,18 +4,26 @@
 and the first fan command published inside the goal callback (no wait for the next tick).
 Invalid goals (frame, NaN/inf, quaternion, outside the module or in a keep-out zone) are
 rejected: the reason goes to the guidance status topic (state ``rejected``) and the log.
+
+Loss of localization (``intball_nav.estimation.visual_localizer.guard_step``, the same response
+as the headless runner): when ``/intball/localization/health`` says ``lost`` (or has been silent
+for ``health_timeout`` s), the fans brake the estimated motion, then go to the safe state (all
+off); statuses say ``paused`` with the reason. When the health is ``ok`` again the robot holds
+its pose for a few seconds and then resumes its goal (goals received meanwhile are kept).
 """
 
 from __future__ import annotations
 
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-from intball_interfaces.msg import FanCommand, GuidanceStatus
+from intball_interfaces.msg import FanCommand, GuidanceStatus, LocalizationHealth
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from intball_nav import gnc, safety
 from intball_nav.dynamics import body_wrench
+from intball_nav.estimation.health import HealthLevel, HealthStatus
+from intball_nav.estimation.visual_localizer import GuardParams, GuardState, guard_fans, guard_step
 from intball_nav.flight_modes import get_flight_mode
 from intball_nav.module import load_module
 from intball_ros import convert, names
@@ -28,6 +36,7 @@ class ControlNode(Node):
         rate = float(self.declare_parameter(names.P_CONTROL_RATE, 50.0).value)
         mode_name = str(self.declare_parameter(names.P_FLIGHT_MODE, "nominal").value)
         status_rate = float(self.declare_parameter(names.P_STATUS_RATE, 10.0).value)
+        self._health_timeout = float(self.declare_parameter(names.P_HEALTH_TIMEOUT, 2.0).value)
         self._mode = get_flight_mode(mode_name)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._params = gnc.GncParams.default()
@@ -36,6 +45,11 @@ class ControlNode(Node):
         self._keep_out = tuple(safety.Box(b.min, b.max, b.name) for b in module.keep_out)
         self._gnc = gnc.initial_state(self._mode)
         self._estimate = None
+        self._guard, self._guard_params = GuardState(), GuardParams()
+        self._health, self._health_ticks = HealthStatus(), None  # control ticks since the last health
+        self._rate = rate
+        self._resume = None  # (goal, flight mode) to fly when localization is back
+        self._lost = ""  # why localization was lost (kept in the paused statuses)
         self._status_every = max(1, round(rate / status_rate))
         self._ticks = 0
         self._fan_pub = self.create_publisher(FanCommand, names.FAN_COMMAND, names.RELIABLE_10)
@@ -43,6 +57,9 @@ class ControlNode(Node):
         self._status_pub = self.create_publisher(GuidanceStatus, names.GUIDANCE_STATUS, names.RELIABLE_10)
         self.create_subscription(Odometry, names.ODOMETRY, self._on_odometry, names.RELIABLE_10)
         self.create_subscription(PoseStamped, names.GOAL_POSE, self._on_goal, names.RELIABLE_10)
+        self.create_subscription(
+            LocalizationHealth, names.LOCALIZATION_HEALTH, self._on_health, names.RELIABLE_10
+        )
         self.create_timer(1.0 / rate, self._on_tick)
         self.get_logger().info(f"control at {rate:g} Hz sim time, flight mode {self._mode.name}")
 
@@ -65,9 +82,13 @@ class ControlNode(Node):
         except convert.InvalidMessage as exc:
             self.get_logger().warning(f"ignoring odometry: {exc}", throttle_duration_sec=2.0)
             return
-        if self._estimate is None:  # station-keep the start pose until the first goal
-            self._gnc = gnc.hold_position(self._gnc, estimate, self._now())
         self._estimate = estimate
+
+    def _on_health(self, msg: LocalizationHealth) -> None:
+        try:
+            self._health, self._health_ticks = convert.health_from_msg(msg), 0
+        except convert.InvalidMessage as exc:
+            self.get_logger().warning(f"ignoring localization health: {exc}", throttle_duration_sec=2.0)
 
     def _on_goal(self, msg: PoseStamped) -> None:
         t = self._now()
@@ -83,8 +104,12 @@ class ControlNode(Node):
         )  # fmt: skip
         if new.status == "rejected":  # an event: keep flying/holding the previous goal
             return self._reject(new.message.removeprefix("goal rejected: "), t, goal)
-        self._gnc = new
-        self.get_logger().info(self._gnc.message)
+        if self._guard.paused:  # fly it when localization is back
+            self._resume = (goal, self._mode)
+            self.get_logger().info(f"goal kept for later: localization {self._guard.mode}")
+        else:
+            self._gnc = new
+            self.get_logger().info(self._gnc.message)
         self._step(t, publish_status=True)
 
     def _reject(self, reason: str, t: float, goal=None) -> None:
@@ -95,13 +120,59 @@ class ControlNode(Node):
         if self._estimate is None:
             return
         self._ticks += 1
-        self._step(self._now(), publish_status=self._ticks % self._status_every == 0)
+        t = self._now()
+        self._supervise(t)
+        self._step(t, publish_status=self._ticks % self._status_every == 0)
+
+    def _supervise(self, t: float) -> None:
+        """Loss-of-localization response: next guard mode from the health, and its transitions."""
+        health = self._health
+        if self._health_ticks is not None:  # counted in ticks: immune to jumps of the clock
+            self._health_ticks += 1
+            if self._health_ticks > self._health_timeout * self._rate:
+                silent = self._health_ticks / self._rate
+                health = HealthStatus(HealthLevel.LOST, f"no localization health for {silent:.1f} s")
+        before = self._guard.mode
+        self._guard = guard_step(self._guard, t, self._estimate, health, self._guard_params)
+        if self._guard.mode == before:
+            return
+        mode, reason, log = self._guard.mode, self._guard.events[-1].reason, self.get_logger()
+        if mode in ("braking", "safe"):
+            if before in ("nominal", "recovering") and self._resume is None and self._gnc.goal is not None:
+                self._resume = (self._gnc.goal, self._gnc.mode)
+            self._lost = reason if before in ("nominal", "recovering") else self._lost
+            what = "braking, then fans off" if mode == "braking" else "fans off (safe state)"
+            return log.warning(f"localization lost ({reason}): {what}; mission paused")
+        if mode == "recovering":
+            self._gnc = gnc.hold_position(self._gnc, self._estimate, t)
+            return log.info(f"localization recovered: holding {self._guard_params.recover_hold_s:g} s")
+        resume, self._resume = self._resume, None  # -> nominal
+        if resume is None:  # start-up: station-keep the first estimated pose
+            self._gnc = (
+                gnc.hold_position(self._gnc, self._estimate, t) if before == "initialising" else self._gnc
+            )
+            return log.info(f"localization {reason}: control active")
+        self._gnc = gnc.set_goal(
+            self._gnc, resume[0], resume[1], t, self._estimate, self._keep_in, self._keep_out,
+            radius=self._params.robot.radius,
+        )  # fmt: skip
+        log.info(f"localization {reason}: resuming ({self._gnc.message})")
 
     def _step(self, t: float, publish_status: bool) -> None:
-        self._gnc, fans, status = gnc.gnc_step(self._gnc, self._estimate, t, self._params)
+        fans = guard_fans(self._guard, self._estimate, self._params.robot, self._guard_params)
+        if fans is None:
+            self._gnc, fans, status = gnc.gnc_step(self._gnc, self._estimate, t, self._params)
         self._fan_pub.publish(convert.fan_command_msg(fans, t))
         self._wrench_pub.publish(convert.wrench_msg(body_wrench(fans, self._params.robot), t))
-        if publish_status:
+        if not publish_status:
+            return
+        if self._guard.paused:
+            event = self._guard.events[-1].reason if self._guard.events else self._health.reason
+            goal = self._resume[0] if self._resume is not None else self._gnc.goal
+            lost = self._lost if self._guard.mode in ("braking", "safe") and self._lost != event else ""
+            text = f"localization {self._guard.mode}: " + (f"lost ({lost}); " if lost else "") + event
+            self._status_pub.publish(convert.paused_status_msg(text, t, self._mode.name, goal))
+        else:
             self._status_pub.publish(convert.guidance_status_msg(status, t, self._mode.name, self._gnc.goal))
 
 
