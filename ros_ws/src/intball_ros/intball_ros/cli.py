@@ -1,4 +1,4 @@
-"""The ``intball`` command: ``up`` (ROS graph), ``sim`` (headless), ``goal``, ``record``, ``replay``."""
+"""The ``intball`` command: one subcommand per tool, each module owning its arguments."""
 
 from __future__ import annotations
 
@@ -8,25 +8,49 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from intball_ros import goal_client, launcher, recording
-    from intball_sim import headless
+    from intball_sim import eval_loc, headless, mapping
 
+    # (name, help, add_arguments, run): every run(args) returns the process exit code.
+    commands = [
+        (
+            "up",
+            "start the ROS 2 graph (simulator, estimator, controller)",
+            launcher.add_arguments,
+            launcher.main,
+        ),
+        ("sim", "run a mission in the headless simulator (no ROS)", headless.add_arguments, headless.run),
+        ("goal", "send one goal pose to a running graph", goal_client.add_arguments, goal_client.main),
+        (
+            "record",
+            "record topics of a running graph to an MCAP file",
+            recording.add_record_arguments,
+            recording.run_record,
+        ),
+        (
+            "replay",
+            "run the localization pipeline over a recording and score it",
+            recording.add_replay_arguments,
+            recording.run_replay,
+        ),
+        (
+            "eval-loc",
+            "fly a mission headless with vision in the loop and score the localization",
+            eval_loc.add_arguments,
+            eval_loc.run,
+        ),
+    ]
     parser = argparse.ArgumentParser(prog="intball", description="Open Int-Ball stack")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the ROS 2 graph (simulator, estimator, controller)")
-    launcher.add_arguments(up)
-    up.set_defaults(func=launcher.main)
-    sim = sub.add_parser("sim", help="run a mission in the headless simulator (no ROS)")
-    headless.add_arguments(sim)
-    sim.set_defaults(func=headless.run)
-    goal = sub.add_parser("goal", help="send one goal pose to a running graph")
-    goal_client.add_arguments(goal)
-    goal.set_defaults(func=goal_client.main)
-    rec = sub.add_parser("record", help="record topics of a running graph to an MCAP file")
-    recording.add_record_arguments(rec)
-    rec.set_defaults(func=recording.run_record)
-    rep = sub.add_parser("replay", help="run the localization pipeline over a recording and score it")
-    recording.add_replay_arguments(rep)
-    rep.set_defaults(func=recording.run_replay)
+    for name, help_text, add_arguments, run in commands:
+        command = sub.add_parser(name, help=help_text)
+        add_arguments(command)
+        command.set_defaults(func=run)
+
+    map_command = sub.add_parser("map", help="localization map tools")
+    map_sub = map_command.add_subparsers(dest="map_command", required=True)
+    build = map_sub.add_parser("build", help="survey the module and build the natural-feature map")
+    mapping.add_arguments(build)
+    build.set_defaults(func=mapping.run)
     return parser
 
 
