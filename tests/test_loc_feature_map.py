@@ -320,3 +320,9 @@ def test_map_build_cli_writes_a_valid_map(tmp_path):
     assert fmap.meta["camera"]["name"] == "nav_left" and fmap.meta["counts"]["points"] == fmap.n_points
     # every point on or near the module surfaces (the survey sees only the cabin)
     assert np.all(fmap.points > module.clear_min - 0.05) and np.all(fmap.points < module.clear_max + 0.6)
+    # the Open3D map of the module is a product of the same command
+    from intball_nav.vision.geometry import load_geometry_map, module_content_hash
+
+    gmap_path = tmp_path / "small.geometry.ply"
+    gmap = load_geometry_map(gmap_path, expected_module_hash=module_content_hash(module))
+    assert len(gmap.cloud.points) > 10_000 and gmap.cloud.has_normals()

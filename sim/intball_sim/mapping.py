@@ -327,7 +327,25 @@ def run(args: argparse.Namespace) -> int:
         f"feature map: {fmap.n_points} points, {fmap.n_keyframes} keyframes, "
         f"{c['observations']} observations, built in {fmap.meta['build_seconds']} s -> {out}"
     )
+    geometry_path = _write_geometry_map(None if args.out is None else Path(out).with_suffix(".geometry.ply"))
+    print(f"geometry map (Open3D point cloud of the module, for ICP) -> {geometry_path}")
     return 0
+
+
+def _write_geometry_map(path: Path | None) -> Path:
+    """The Open3D map of the module that ``intball map build`` produces beside the feature map:
+    the cached default when ``path`` is None, else a .ply (+ JSON sidecar) at ``path``."""
+    from intball_nav.vision.geometry import (
+        build_module_cloud,
+        default_geometry_map,
+        module_content_hash,
+        save_geometry_map,
+    )
+
+    if path is None:
+        return Path(default_geometry_map().path)
+    module = load_module()
+    return save_geometry_map(path, build_module_cloud(module), module_content_hash(module))
 
 
 def main(argv: list[str] | None = None) -> int:
