@@ -38,6 +38,7 @@ from intball_nav.camera_tasks.reading import MAP_DICTIONARY, TARGET_ID_RANGE
 from intball_nav.frames import Pose, quat_from_rotmat, rotmat_from_quat
 from intball_nav.module import MarkerMap, ModuleGeometry
 from intball_sim.make_markers import STANDOFF
+from intball_sim.world import quad_obj
 
 TARGET_DICTIONARY = MAP_DICTIONARY
 """ArUco dictionary of targets: the marker map's, so one detector finds both. Target ids:
@@ -158,21 +159,6 @@ def panel_image(spec: TargetSpec) -> tuple[np.ndarray, float]:
     return aruco_image(int(spec.payload)), spec.size * (cells + 2) / cells
 
 
-_OBJ = """# target panel {name}: local z = normal toward the viewer; texture top = +y, left = -x
-v {h:.6f} {h:.6f} 0
-v {m:.6f} {h:.6f} 0
-v {m:.6f} {m:.6f} 0
-v {h:.6f} {m:.6f} 0
-vt 0 0
-vt 1 0
-vt 1 1
-vt 0 1
-vn 0 0 1
-f 1/1/1 2/2/1 3/3/1
-f 1/1/1 3/3/1 4/4/1
-"""
-
-
 def _cache_dir() -> Path:
     env = os.environ.get("INTBALL_CACHE")
     return (Path(env) if env else Path.home() / ".cache" / "intball") / "targets"
@@ -190,10 +176,9 @@ def _write_assets(spec: TargetSpec) -> tuple[Path, Path, float]:
     if obj.exists() and png.exists():
         return obj, png, side
     root.mkdir(parents=True, exist_ok=True)
-    h = 0.5 * side
     for path, write in (
         (png, lambda f: cv2.imwrite(f, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))),
-        (obj, lambda f: Path(f).write_text(_OBJ.format(name=spec.name, h=-h, m=h))),
+        (obj, lambda f: Path(f).write_text(quad_obj(spec.name, side, side))),
     ):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=root)
         os.close(fd)

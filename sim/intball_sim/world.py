@@ -187,6 +187,14 @@ def _texture(s: _Surface) -> np.ndarray:
     return textures.marker(s.extra[0], s.extra[1])
 
 
+def quad_obj(name: str, width: float, height: float) -> str:
+    """Wavefront .obj text of a textured quad centred on its origin (m): local z = normal
+    toward the viewer, texture top = +y. One file per textured object (EGL needs files, not
+    raw vertices; TinyRenderer shows one colour per face on a textured box)."""
+    x1, y1 = 0.5 * width, 0.5 * height
+    return _OBJ.format(name=name, x0=-x1, y0=-y1, x1=x1, y1=y1)
+
+
 _OBJ = """# quad {name}: local z = normal toward the viewer; texture top = +y, left = -x
 v {x0:.6f} {y0:.6f} 0
 v {x1:.6f} {y0:.6f} 0
@@ -234,8 +242,7 @@ def _write_assets(surfaces: list[_Surface]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="world-tmp-", dir=root))
     for i, s in enumerate(surfaces):
-        x1, y1 = 0.5 * s.size[0], 0.5 * s.size[1]
-        (tmp / f"{i:03d}.obj").write_text(_OBJ.format(name=s.name, x0=-x1, y0=-y1, x1=x1, y1=y1))
+        (tmp / f"{i:03d}.obj").write_text(quad_obj(s.name, s.size[0], s.size[1]))
         cv2.imwrite(str(tmp / f"{i:03d}.png"), cv2.cvtColor(_texture(s), cv2.COLOR_RGB2BGR))
     (tmp / "done").write_text("ok\n")
     try:
