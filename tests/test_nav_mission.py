@@ -30,7 +30,7 @@ def test_example_tour_loads():
     assert m.waypoints[1].hold_s == 5.0 and m.waypoints[3].flight_mode == "precision"
     assert np.allclose(m.waypoints[-1].pose.position, m.start.position)  # returns to the start
     xs = [w.pose.position[0] for w in m.waypoints]
-    assert max(xs) > 8.0  # goes along the module
+    assert max(xs) >= 8.0  # goes along the module, to the far end
     assert 60.0 < mission_duration_hint(m, load_flight_modes()) < 600.0
 
 
