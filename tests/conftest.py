@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -40,3 +41,17 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get("INTBALL_TEST_DOMAIN_ID") or str(do
 def ros_env() -> dict[str, str]:
     """Environment for child processes of a test (a fresh copy; edit freely)."""
     return dict(os.environ)
+
+
+_SESSION_DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])
+_module_index = itertools.count()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_domain_per_module():
+    """Each test module runs in its own ROS_DOMAIN_ID (the session's + 2k, k < 60, so at most
+    101 + 119 < 232), so a graph one module leaves behind cannot disturb the next one;
+    ``ros_graph_helpers.isolated_domain_id()`` (+1) is free for a test's self-contained graph."""
+    os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN_ID + 2 * (next(_module_index) % 60))
+    yield
+    os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN_ID)

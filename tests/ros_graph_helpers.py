@@ -17,12 +17,20 @@ def ensure_domain_id() -> str:
     return os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
 
 
+def isolated_domain_id() -> str:
+    """A domain no other graph of this module uses (tests/conftest.py gives each module an even
+    offset), for a test that talks to its graph only through the launcher's output."""
+    return str(int(ensure_domain_id()) + 1)
+
+
 class Graph:
     """`intball up ARGS` as a child process; output goes to a log file (read with .output())."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, *, domain_id: str | None = None) -> None:
         ensure_domain_id()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if domain_id is not None:  # a graph the test reaches only through its output
+            env["ROS_DOMAIN_ID"] = domain_id
         env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.log = log
         self._file = open(log, "wb")  # noqa: SIM115 - closed in stop()

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import Graph, ensure_domain_id, pid_alive, spin_until
+from ros_graph_helpers import Graph, ensure_domain_id, isolated_domain_id, pid_alive, spin_until
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -157,7 +157,8 @@ def _with(msg: PoseStamped, x: float | None = None, qw: float | None = None) -> 
 
 
 def test_killed_node_is_reported_and_launcher_exits_nonzero(tmp_path):
-    g = Graph(["--rate", "2", "--no-cameras"], tmp_path / "up.log")
+    # own domain: the module's fixture graph keeps running meanwhile
+    g = Graph(["--rate", "2", "--no-cameras"], tmp_path / "up.log", domain_id=isolated_domain_id())
     try:
         pids = g.child_pids()
         g.wait_output(r"\[intball_estimator\].*localization mode", 60.0)
@@ -222,6 +223,7 @@ def test_composed_graph_flies_a_tour_and_exits_when_done(tmp_path):
     g = Graph(
         ["--composed", "--rate", "1", "--no-cameras", "--tour", str(tour), "--exit-when-done"],
         tmp_path / "up.log",
+        domain_id=isolated_domain_id(),  # not the module fixture graph's /clock
     )
     try:
         assert g.wait(150.0) == 0, g.output()[-4000:]
