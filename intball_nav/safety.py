@@ -132,3 +132,19 @@ def goal_pose(position: np.ndarray, quat: np.ndarray) -> Pose:
     if float(np.linalg.norm(q)) < 1e-6:
         raise GoalRejected(f"goal quaternion {q.tolist()} has zero norm")
     return Pose(p, q)
+
+
+def segment_hits_box(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """True if the segment a -> b ((3,) m) crosses the axis-aligned box [lo, hi] (slab test)."""
+    d = b - a
+    t0, t1 = 0.0, 1.0
+    for i in range(3):
+        if abs(d[i]) < 1e-12:
+            if a[i] < lo[i] or a[i] > hi[i]:
+                return False
+            continue
+        ta, tb = (lo[i] - a[i]) / d[i], (hi[i] - a[i]) / d[i]
+        t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
+        if t0 > t1:
+            return False
+    return True

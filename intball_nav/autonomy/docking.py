@@ -50,6 +50,7 @@ from intball_nav.flight_modes import FlightMode
 from intball_nav.frames import Pose, quat_angle, quat_from_rotvec, quat_multiply, rotvec_from_quat
 from intball_nav.guidance import plan_segment
 from intball_nav.module import Dock
+from intball_nav.safety import segment_hits_box
 
 Phase = Literal[
     "via",
@@ -208,21 +209,8 @@ def segment_clear(
     a: np.ndarray, b: np.ndarray, box_min: np.ndarray, box_max: np.ndarray, margin: float
 ) -> bool:
     """True if the segment a -> b ((3,) m) stays outside the box (min/max (3,) m) grown by margin."""
-    lo, hi = np.asarray(box_min) - margin, np.asarray(box_max) + margin
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    d = b - a
-    # slab test: the segment meets the box iff the parameter intervals of all axes overlap
-    t0, t1 = 0.0, 1.0
-    for i in range(3):
-        if abs(d[i]) < 1e-12:
-            if a[i] < lo[i] or a[i] > hi[i]:
-                return True
-            continue
-        u, v = (lo[i] - a[i]) / d[i], (hi[i] - a[i]) / d[i]
-        t0, t1 = max(t0, min(u, v)), min(t1, max(u, v))
-        if t0 > t1:
-            return True
-    return False
+    return not segment_hits_box(a, b, np.asarray(box_min) - margin, np.asarray(box_max) + margin)
 
 
 def staged_points(start: np.ndarray, params: DockingParams) -> list[np.ndarray]:

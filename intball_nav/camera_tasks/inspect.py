@@ -22,7 +22,7 @@ import numpy as np
 from intball_nav.camera_tasks.pointing import look_at
 from intball_nav.frames import Pose, rotmat_from_quat
 from intball_nav.module import Bay, ModuleGeometry
-from intball_nav.safety import GoalRejected, as_box, check_goal, keep_in_from_module
+from intball_nav.safety import GoalRejected, as_box, check_goal, keep_in_from_module, segment_hits_box
 from intball_nav.vision.markers import CameraLike
 
 ROBOT_RADIUS = 0.10
@@ -57,22 +57,6 @@ def fit_standoff(bay: Bay, camera: CameraLike, margin: float = 0.05, *, rotated:
     w, h = (bay.size[1], bay.size[0]) if rotated else (bay.size[0], bay.size[1])
     fx, fy = camera.K[0, 0], camera.K[1, 1]
     return float(max((w + 2 * margin) * fx / camera.width, (h + 2 * margin) * fy / camera.height))
-
-
-def segment_hits_box(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
-    """True if the segment a -> b ((3,) m) crosses the axis-aligned box [lo, hi] (slab test)."""
-    d = b - a
-    t0, t1 = 0.0, 1.0
-    for i in range(3):
-        if abs(d[i]) < 1e-12:
-            if a[i] < lo[i] or a[i] > hi[i]:
-                return False
-            continue
-        ta, tb = (lo[i] - a[i]) / d[i], (hi[i] - a[i]) / d[i]
-        t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
-        if t0 > t1:
-            return False
-    return True
 
 
 def bay_fraction_visible(
