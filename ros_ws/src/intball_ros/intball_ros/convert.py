@@ -356,3 +356,82 @@ def health_from_msg(msg: LocalizationHealth) -> HealthStatus:
     except KeyError:
         raise InvalidMessage(f"unknown localization health level {msg.level!r}") from None
     return HealthStatus(level, msg.reason)
+
+
+# --- navigation node: mode, battery, diagnostics, keep-out zones ---------------------------
+def robot_mode_msg(mode: str, detail: str, t: float):
+    """intball_interfaces/RobotMode (mode name of ``intball_nav.autonomy.modes.Mode``)."""
+    from intball_interfaces.msg import RobotMode
+
+    return RobotMode(stamp=stamp_from_time(t), mode=str(mode), detail=str(detail))
+
+
+def battery_msg(level: float, t: float, mode: str):
+    """sensor_msgs/BatteryState of the model's state of charge level (fraction 0..1); charging
+    while docked (``mode``), other electrical fields unknown (NaN)."""
+    from sensor_msgs.msg import BatteryState
+
+    msg = BatteryState(header=header(t, names.BODY_FRAME))
+    msg.percentage = float(level)
+    for field in ("voltage", "temperature", "current", "charge", "capacity", "design_capacity"):
+        setattr(msg, field, math.nan)
+    docked = str(mode) == "docked"
+    msg.power_supply_status = (
+        BatteryState.POWER_SUPPLY_STATUS_CHARGING if docked else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+    )
+    msg.power_supply_technology = BatteryState.POWER_SUPPLY_TECHNOLOGY_LION
+    msg.present = True
+    return msg
+
+
+def diagnostics_msg(faults, t: float):
+    """diagnostic_msgs/DiagnosticArray: one status per active ``autonomy.faults.Fault`` (name
+    ``intball/<source>``, level = severity, message = the text, values code and response), or one
+    OK status ``intball/autonomy`` when there is none."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    msg = DiagnosticArray(header=header(t, names.WORLD_FRAME))
+    for f in faults:
+        msg.status.append(
+            DiagnosticStatus(
+                level=bytes([int(f.severity)]),
+                name=f"intball/{f.source}",
+                message=f.text,
+                hardware_id="intball",
+                values=[KeyValue(key="code", value=f.code), KeyValue(key="response", value=str(f.response))],
+            )
+        )
+    if not faults:
+        msg.status.append(
+            DiagnosticStatus(
+                level=bytes([0]), name="intball/autonomy", message="no fault", hardware_id="intball"
+            )
+        )
+    return msg
+
+
+def keep_out_zones_msg(zones, fixed: set[str], t: float):
+    """intball_interfaces/KeepOutZones of boxes (min, max m, kibo, name); ``fixed`` names."""
+    from intball_interfaces.msg import KeepOutZone, KeepOutZones
+
+    msg = KeepOutZones(header=header(t, names.WORLD_FRAME))
+    for z in zones:
+        msg.zones.append(
+            KeepOutZone(name=z.name, min=_point(z.min), max=_point(z.max), fixed=z.name in fixed)
+        )
+    return msg
+
+
+def box_from_keep_out(req):
+    """safety.Box of an AddKeepOut request; raises ValueError (name, finite, min <= max)."""
+    from intball_nav.safety import Box
+
+    name = str(req.name).strip()
+    if not name:
+        raise ValueError("the zone needs a name")
+    lo, hi = _vec3(req.min), _vec3(req.max)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError(f"zone {name!r}: min and max must be finite numbers")
+    if np.any(lo >= hi):
+        raise ValueError(f"zone {name!r}: min {lo.tolist()} must be below max {hi.tolist()} on every axis")
+    return Box(lo, hi, name)

@@ -1,6 +1,6 @@
 """``intball up``: our own launcher (there is no ros2 launch in the PyPI wheels).
 
-Starts the graph (simulator, estimator, controller, optionally a tour driver) either as one
+Starts the graph (simulator, estimator, controller, navigation, optionally a tour driver) either as one
 process per node (default: ``python -m intball_ros.nodes.<node> --ros-args -p ...``, output
 prefixed with the node name) or composed in this process on one SingleThreadedExecutor
 (``--composed``; under the GIL a MultiThreadedExecutor only adds contention: it delivered
@@ -78,6 +78,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the tour is flown")
     parser.add_argument("--seed", type=int, default=0, help="simulator and estimator noise seed")
     parser.add_argument("--flight-mode", default="nominal", help="nominal | precision | quiet")
+    ui = parser.add_argument_group("ground station (--ui)")
+    ui.add_argument("--ui", action="store_true", help="also start the bridge node + web console")
+    ui.add_argument("--ui-host", default="127.0.0.1", help="console bind address (default 127.0.0.1)")
+    ui.add_argument("--ui-port", type=int, default=8080, help="console port (default 8080)")
+    ui.add_argument("--ui-users", default="", help="credentials YAML (default: one-run tokens, printed)")
+    ui.add_argument(
+        "--link-profile", default="iss-nominal", help="emulated link profile (default iss-nominal)"
+    )
+    parser.add_argument("--no-nav", action="store_true", help="do not start the navigation node")
+    parser.add_argument("--data-dir", type=Path, help="camera_task output directory (navigation node)")
+    parser.add_argument(
+        "--battery", type=float, default=1.0, help="initial battery level of the model, 0..1 (default 1)"
+    )
 
 
 def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
@@ -101,6 +114,25 @@ def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
         NodeSpec(names.ESTIMATOR_NODE, "estimator_node", estimator),
         NodeSpec(names.CONTROL_NODE, "control_node", {**sim_time, names.P_FLIGHT_MODE: args.flight_mode}),
     ]
+    if not getattr(args, "no_nav", False):
+        if not 0.0 <= args.battery <= 1.0:
+            raise SystemExit(f"intball up: --battery must be in [0, 1], got {args.battery}")
+        nav = {**sim_time, names.P_FLIGHT_MODE: args.flight_mode, names.P_BATTERY_LEVEL: float(args.battery)}
+        # the watchdog counts sim time; on a loaded 2-core machine a node is sometimes descheduled for
+        # ~1 s of wall time: allow 2 s of wall time (the simulator zeroes the fans itself 0.5 s sim
+        # after the last fan command)
+        nav[names.P_WATCHDOG_TIMEOUT] = max(0.5, 2.0 * args.rate)
+        if args.data_dir is not None:
+            nav[names.P_DATA_DIR] = str(Path(args.data_dir).resolve())
+        specs.append(NodeSpec(names.NAV_NODE, "nav_node", nav))
+    if getattr(args, "ui", False):
+        if args.composed:
+            raise SystemExit("intball up: --ui runs the bridge in its own process; drop --composed")
+        ui = {names.P_UI_HOST: args.ui_host, names.P_UI_PORT: args.ui_port}
+        if args.ui_users:
+            ui[names.P_UI_USERS] = str(Path(args.ui_users).resolve())
+        ui[names.P_LINK_PROFILE] = args.link_profile
+        specs.append(NodeSpec(names.BRIDGE_NODE, "bridge_node", {**sim_time, **ui}))
     tour = args.tour if args.tour is not None else (DEMO_TOUR if args.demo else None)
     if tour is not None:
         if not Path(tour).is_file():
@@ -155,7 +187,19 @@ def print_banner(specs: list[NodeSpec], args: argparse.Namespace) -> None:
         cams = ", ".join(image for image, _info in names.CAMERA_TOPICS.values())
         print(f"  cameras:    {cams} (+ camera_info)")
     print(f"  ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}")
-    print("  ground station: not yet available", flush=True)
+    if any(s.name == names.NAV_NODE for s in specs):
+        actions = (names.NAVIGATE_TO, names.FOLLOW_ROUTE, names.DOCK, names.UNDOCK, names.CAMERA_TASK)
+        print(f"  actions:    {', '.join(actions)}")
+        print(f"  services:   {names.STOP}, {names.EMERGENCY_STOP}, {names.STATION_KEEP}, {names.RESET}")
+        print(f"  autonomy:   {names.MODE}, {names.BATTERY}, {names.DIAGNOSTICS}, {names.KEEP_OUT_ZONES}")
+    if getattr(args, "ui", False):
+        host = args.ui_host if ":" not in args.ui_host else f"[{args.ui_host}]"
+        print(
+            f"  ground station: http://{host}:{args.ui_port or '<free port>'}/ "
+            f"(link {args.link_profile}; the bridge prints the URL and log-in tokens)"
+        )
+    else:
+        print("  ground station: add --ui", flush=True)
 
 
 def _die_with_parent() -> None:

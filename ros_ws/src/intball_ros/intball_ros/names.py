@@ -45,6 +45,25 @@ GUIDANCE_STATUS = f"{NS}/guidance/status"  # intball_interfaces/GuidanceStatus
 CLOCK = "/clock"  # rosgraph_msgs/Clock
 TF = "/tf"  # tf2_msgs/TFMessage, kibo -> base_link (estimate)
 LOCALIZATION_HEALTH = f"{NS}/localization/health"  # intball_interfaces/LocalizationHealth
+# navigation node (#4): autonomy, actions, services
+MODE = f"{NS}/mode"  # intball_interfaces/RobotMode, >= 1 Hz + on change
+BATTERY = f"{NS}/battery"  # sensor_msgs/BatteryState, >= 1 Hz
+DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray, one status per fault
+CONTROL_COMMAND = f"{NS}/control/command"  # intball_interfaces/ControlCommand, nav -> control
+KEEP_OUT_ZONES = f"{NS}/keep_out_zones"  # intball_interfaces/KeepOutZones, latched
+SNAPSHOT_IMAGE = f"{NS}/main_camera/snapshot"  # sensor_msgs/Image, one per snapshot (camera_task)
+NAVIGATE_TO = f"{NS}/navigate_to"  # action intball_interfaces/NavigateTo
+FOLLOW_ROUTE = f"{NS}/follow_route"  # action intball_interfaces/FollowRoute
+DOCK = f"{NS}/dock"  # action intball_interfaces/Dock
+UNDOCK = f"{NS}/undock"  # action intball_interfaces/Undock
+CAMERA_TASK = f"{NS}/camera_task"  # action intball_interfaces/CameraTask
+STOP = f"{NS}/stop"  # std_srvs/Trigger: come to rest and hold
+EMERGENCY_STOP = f"{NS}/emergency_stop"  # std_srvs/Trigger: fans to the safe state (off)
+STATION_KEEP = f"{NS}/station_keep"  # std_srvs/Trigger: hold here (also re-arms after an emergency stop)
+RESET = f"{NS}/reset"  # std_srvs/Trigger: emergency_stop -> idle, faulted -> station keeping
+ROUTE_PAUSE = f"{NS}/route/pause"  # std_srvs/SetBool: true = pause the route, false = resume
+ADD_KEEP_OUT = f"{NS}/keep_out/add"  # intball_interfaces/AddKeepOut
+REMOVE_KEEP_OUT = f"{NS}/keep_out/remove"  # intball_interfaces/RemoveKeepOut
 RECORD_TOPICS = (  # default topic set of `intball record`
     IMU,
     NAV_LEFT_IMAGE,
@@ -64,6 +83,8 @@ ESTIMATOR_NODE = "intball_estimator"
 CONTROL_NODE = "intball_control"
 TOUR_NODE = "intball_tour"
 RECORD_NODE = "intball_record"
+BRIDGE_NODE = "intball_bridge"  # onboard end of the ground link + the ground station server (#5)
+NAV_NODE = "intball_nav"
 
 # --- parameters -------------------------------------------------------------------------
 P_USE_SIM_TIME = "use_sim_time"  # rclpy built-in
@@ -85,9 +106,22 @@ P_CONTROL_RATE = "control_rate"  # Hz sim time
 P_FLIGHT_MODE = "flight_mode"  # nominal | precision | quiet
 P_STATUS_RATE = "status_rate"  # Hz sim time
 P_HEALTH_TIMEOUT = "health_timeout"  # s sim time without localization health -> treated as lost
+# nav_node
+P_DATA_DIR = "data_dir"  # camera_task output directory (snapshots, recordings)
+P_WATCHDOG_TIMEOUT = "watchdog_timeout"  # s sim time, message age that trips the watchdog faults
+P_BATTERY_LEVEL = "battery_level"  # 0..1, initial state of charge; may be set at run time (tests, demos)
 # tour_node
 P_TOUR_FILE = "tour_file"  # path to a mission YAML (intball_nav.mission format)
 P_EXIT_WHEN_DONE = "exit_when_done"  # bool, the tour node exits 0 after the last waypoint
+
+# bridge_node (ground station, #5)
+P_UI_HOST = "ui_host"  # bind address of the ground station server (default 127.0.0.1)
+P_UI_PORT = "ui_port"  # its port (default 8080; 0 = any free port)
+P_UI_USERS = "ui_users"  # credentials YAML ("" = one-run demo tokens, printed)
+P_LINK_PROFILE = "link_profile"  # ideal | iss-nominal | iss-degraded | los-heavy | a YAML path
+P_LINK_SEED = "link_seed"  # int, seeds the link emulator
+P_STATION_KEEP_AFTER = "station_keep_after_s"  # s without ground contact -> station keep
+P_RETURN_TO_DOCK_AFTER = "return_to_dock_after_s"  # s without ground contact -> return to dock
 
 LOCALIZATION_VISION = "vision"  # visual-inertial pipeline (intball_nav.estimation.visual_localizer)
 LOCALIZATION_MODES = (LOCALIZATION_VISION, "truth-noise", "truth")

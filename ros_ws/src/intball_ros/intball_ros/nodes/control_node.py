@@ -10,12 +10,15 @@ as the headless runner): when ``/intball/localization/health`` says ``lost`` (or
 for ``health_timeout`` s), the fans brake the estimated motion, then go to the safe state (all
 off); statuses say ``paused`` with the reason. When the health is ``ok`` again the robot holds
 its pose for a few seconds and then resumes its goal (goals received meanwhile are kept).
+
+The navigation node (``nav_node``) drives it through ``/intball/control/command``: a goal with its
+flight mode, or ``fans_off`` (emergency stop: fans 0 N, goals refused until the next goal command).
 """
 
 from __future__ import annotations
 
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-from intball_interfaces.msg import FanCommand, GuidanceStatus, LocalizationHealth
+from intball_interfaces.msg import ControlCommand, FanCommand, GuidanceStatus, LocalizationHealth
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -52,11 +55,13 @@ class ControlNode(Node):
         self._lost = ""  # why localization was lost (kept in the paused statuses)
         self._status_every = max(1, round(rate / status_rate))
         self._ticks = 0
+        self._fans_off = False  # emergency stop from the navigation node
         self._fan_pub = self.create_publisher(FanCommand, names.FAN_COMMAND, names.RELIABLE_10)
         self._wrench_pub = self.create_publisher(WrenchStamped, names.WRENCH_COMMAND, names.RELIABLE_10)
         self._status_pub = self.create_publisher(GuidanceStatus, names.GUIDANCE_STATUS, names.RELIABLE_10)
         self.create_subscription(Odometry, names.ODOMETRY, self._on_odometry, names.RELIABLE_10)
         self.create_subscription(PoseStamped, names.GOAL_POSE, self._on_goal, names.RELIABLE_10)
+        self.create_subscription(ControlCommand, names.CONTROL_COMMAND, self._on_command, names.RELIABLE_10)
         self.create_subscription(
             LocalizationHealth, names.LOCALIZATION_HEALTH, self._on_health, names.RELIABLE_10
         )
@@ -90,22 +95,41 @@ class ControlNode(Node):
         except convert.InvalidMessage as exc:
             self.get_logger().warning(f"ignoring localization health: {exc}", throttle_duration_sec=2.0)
 
-    def _on_goal(self, msg: PoseStamped) -> None:
+    def _on_command(self, msg: ControlCommand) -> None:
+        if msg.command == "fans_off":
+            self._fans_off, self._resume = True, None
+            self._gnc = gnc.initial_state(self._mode)
+            self.get_logger().warning("fans off (safe state) on request of the navigation node")
+            return self._step(self._now(), publish_status=True) if self._estimate is not None else None
+        try:
+            mode = get_flight_mode(msg.flight_mode)
+            goal = convert.pose_from_msg(msg.goal)
+        except (KeyError, ValueError) as exc:  # InvalidMessage is a ValueError
+            return self._reject(str(exc), self._now())
+        self._fans_off = False
+        self._on_goal(convert.pose_stamped_from_pose(goal, 0.0), mode)
+
+    def _on_goal(self, msg: PoseStamped, mode=None) -> None:
         t = self._now()
+        mode = self._mode if mode is None else mode
         try:
             goal = convert.goal_from_msg(msg)
             if self._estimate is None:
                 raise convert.InvalidMessage("no state estimate yet (is the estimator running?)")
+            if self._fans_off:
+                raise convert.InvalidMessage(
+                    "fans off by the navigation node: re-arm with /intball/station_keep"
+                )
         except convert.InvalidMessage as exc:
             return self._reject(str(exc), t)
         new = gnc.set_goal(
-            self._gnc, goal, self._mode, t, self._estimate, self._keep_in, self._keep_out,
+            self._gnc, goal, mode, t, self._estimate, self._keep_in, self._keep_out,
             radius=self._params.robot.radius,
         )  # fmt: skip
         if new.status == "rejected":  # an event: keep flying/holding the previous goal
             return self._reject(new.message.removeprefix("goal rejected: "), t, goal)
         if self._guard.paused:  # fly it when localization is back
-            self._resume = (goal, self._mode)
+            self._resume = (goal, mode)
             self.get_logger().info(f"goal kept for later: localization {self._guard.mode}")
         else:
             self._gnc = new
@@ -162,6 +186,8 @@ class ControlNode(Node):
         fans = guard_fans(self._guard, self._estimate, self._params.robot, self._guard_params)
         if fans is None:
             self._gnc, fans, status = gnc.gnc_step(self._gnc, self._estimate, t, self._params)
+        if self._fans_off:
+            fans = fans * 0.0
         self._fan_pub.publish(convert.fan_command_msg(fans, t))
         self._wrench_pub.publish(convert.wrench_msg(body_wrench(fans, self._params.robot), t))
         if not publish_status:
@@ -173,7 +199,8 @@ class ControlNode(Node):
             text = f"localization {self._guard.mode}: " + (f"lost ({lost}); " if lost else "") + event
             self._status_pub.publish(convert.paused_status_msg(text, t, self._mode.name, goal))
         else:
-            self._status_pub.publish(convert.guidance_status_msg(status, t, self._mode.name, self._gnc.goal))
+            mode = self._gnc.mode.name
+            self._status_pub.publish(convert.guidance_status_msg(status, t, mode, self._gnc.goal))
 
 
 NODE_CLASS = ControlNode
