@@ -3,7 +3,9 @@
 # missing are installed when run as root (CI), otherwise listed for you to install.
 #
 #   make install     venv + apt packages + pinned Python deps + ROS interfaces (ros_ws)
-#   make demo        install, then `intball up --demo $(DEMO_ARGS)`
+#                    + the web console bundle (npm ci + esbuild in teleop_ui/web)
+#   make demo        install, then `intball up --ui --demo $(DEMO_ARGS)`: the graph, the console (URL and
+#                    log-in tokens printed) and the example tour; the stack stays up until Ctrl-C
 #   make test        install, then every test (all markers, slow included)
 #   make test-fast   install, then tests not marked slow
 #   make bench       install, then every bench/*.py
@@ -35,9 +37,12 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # ca-certificates: pip over https (Debian's pip uses the system CA store);
 # python3-venv/python3-dev/g++: venv, Python.h and C++ for the rosidl build;
 # libegl1/libegl-mesa0/libgl1-mesa-dri: PyBullet's EGL renderer on Mesa (no GPU needed);
-# libgl1/libusb-1.0-0: shared libraries open3d's wheel links against (found with ldd).
+# libgl1/libusb-1.0-0: shared libraries open3d's wheel links against (found with ldd);
+# chromium: headless browser for the console's Playwright tests (never downloaded by Playwright).
 APT_PACKAGES ?= ca-certificates python3-venv python3-dev g++ libegl1 libegl-mesa0 libgl1-mesa-dri \
-  libgl1 libusb-1.0-0
+  libgl1 libusb-1.0-0 chromium
+# node + npm build the console bundle; installed from Debian only when `node` is missing.
+NODE_APT_PACKAGES := nodejs npm
 
 # ROS 2 interface packages under ros_ws/src, built in this order.
 ROS_PACKAGES := tf2_msgs intball_interfaces
@@ -59,9 +64,15 @@ EDITABLE_STAMP := $(VENV)/.stamp-editable-$(call hash,pyproject.toml)-$(DEPS_HAS
 ros_stamp = $(VENV)/.stamp-ros-$(1)-$(call tree_hash,ros_ws/src/$(1) ros_ws/fix_wheel_cmake.py)-$(DEPS_HASH)
 ROS_STAMPS := $(foreach p,$(ROS_PACKAGES),$(call ros_stamp,$(p)))
 
-.PHONY: install apt venv pydeps deps ros_ws demo test test-fast bench lint typecheck lock clean distclean
+# Web console: teleop_ui/web (package.json + lock) -> teleop_ui/intball_teleop/static (git-ignored).
+WEB_DIR := teleop_ui/web
+WEB_OUT := teleop_ui/intball_teleop/static
+WEB_STAMP := $(WEB_OUT)/.stamp-$(call tree_hash,$(WEB_DIR)/src $(WEB_DIR)/index.html $(WEB_DIR)/build.mjs \
+  $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json)
 
-install: deps ros_ws
+.PHONY: install apt venv pydeps deps ros_ws web demo test test-fast bench lint typecheck lock clean distclean
+
+install: deps ros_ws web
 
 # --- Debian packages --------------------------------------------------------------------
 apt:
@@ -120,9 +131,25 @@ endef
 PREV_ROS_STAMP :=
 $(foreach p,$(ROS_PACKAGES),$(eval $(call ROS_RULE,$(p)))$(eval PREV_ROS_STAMP := $(call ros_stamp,$(p))))
 
+# --- Web console (npm ci + esbuild; rebuilt when its sources change) --------------------
+web: $(WEB_STAMP)
+$(WEB_STAMP):
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "web: installing $(NODE_APT_PACKAGES)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(NODE_APT_PACKAGES); \
+	  else \
+	    echo "web: node and npm are needed to build the console; please run:  sudo apt-get install $(NODE_APT_PACKAGES)"; \
+	    exit 1; \
+	  fi; \
+	fi
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+	rm -f $(WEB_OUT)/.stamp-* && touch $@
+
 # --- Run -----------------------------------------------------------------------------
 demo: install
-	$(VENV)/bin/intball up --demo $(DEMO_ARGS)
+	$(VENV)/bin/intball up --ui --demo $(DEMO_ARGS)
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -29,7 +29,7 @@ import math
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from .channel import Channel, Delivery, Fate
@@ -221,6 +221,22 @@ class LinkEmulator:
             downlink_loss=self.ground.loss_meter.loss,
             since_downlink_s=math.inf if last is None else now - last,
         )
+
+    def add_los_window(self, start_in_s: float, duration_s: float) -> tuple[float, float]:
+        """Schedule an extra LOS window on both directions (drills and tests), ``start_in_s``
+        from now for ``duration_s`` s. Returns (start, end) in seconds since the link epoch.
+        Packets already in flight across the window are not recalled (their fate was decided
+        at send time); everything sent into the window is dropped, as for scheduled LOS."""
+        if not (math.isfinite(start_in_s) and math.isfinite(duration_s)) or start_in_s < 0 or duration_s <= 0:
+            raise ValueError(
+                f"LOS window: need start_in_s >= 0 and duration_s > 0, got {start_in_s}, {duration_s}"
+            )
+        start = self.now() - self.epoch + start_in_s
+        window = (start, start + duration_s)
+        for channel in (self.uplink, self.downlink):
+            los = channel.config.los
+            channel.config = replace(channel.config, los=replace(los, windows=(*los.windows, window)))
+        return window
 
     # -- internals -------------------------------------------------------------------------
 

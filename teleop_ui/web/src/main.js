@@ -1,0 +1,597 @@
+// Int-Ball ground station console. Talks only to the documented API (/api/..., /api/ws).
+// Positions m, kibo frame (z up); the 3D view uses the kibo frame directly.
+import * as THREE from "three";
+import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
+
+const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+const S = {
+  session: null, module: null, telemetry: null, predicted: null, link: null,
+  commands: new Map(), alerts: [], route: [], camera: "main", lastTelemetryAt: null,
+  history: [], deadman: false, keys: new Set(),
+};
+
+// ---------------------------------------------------------------- helpers
+function toast(msg) {
+  const t = $("ui-error");
+  t.textContent = msg;
+  t.classList.add("show");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove("show"), 5000);
+}
+async function api(method, path, body) {
+  const opts = { method, headers: {}, credentials: "same-origin" };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (!r.ok) {
+    const msg = (data && data.error) || `${r.status} ${r.statusText}`;
+    throw new Error(msg);
+  }
+  return data;
+}
+const fmt = (v, n = 2) => (v === null || v === undefined || Number.isNaN(v) ? "-" : Number(v).toFixed(n));
+const vec = (a, n = 2) => (a ? a.map((x) => fmt(x, n)).join(", ") : "-");
+const utc = (t) => new Date(t * 1000).toISOString().substring(11, 23);
+async function command(kind, payload = {}) {
+  try {
+    await api("POST", "/api/commands", { kind, payload });
+  } catch (e) { toast(`${kind}: ${e.message}`); }
+}
+
+// ---------------------------------------------------------------- login / session
+function showLogin(show) { $("login-panel").classList.toggle("hidden", !show); }
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const token = $("login-token").value.trim();
+  const body = token ? { token } : { user: $("login-user").value, password: $("login-password").value };
+  try {
+    S.session = await api("POST", "/api/login", body);
+    $("login-error").textContent = "";
+    await start();
+  } catch (e) { $("login-error").textContent = e.message; }
+});
+$("logout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.reload(); });
+$("control-take").addEventListener("click", async () => {
+  try { S.session = await api("POST", "/api/control/take", {}); renderSession(); }
+  catch (e) {
+    if (e.message.startsWith("control is held") && confirm(`${e.message}. Take it over?`)) {
+      S.session = await api("POST", "/api/control/take", { force: true }); renderSession();
+    } else toast(e.message);
+  }
+});
+$("control-release").addEventListener("click", async () => {
+  try { S.session = await api("POST", "/api/control/release", {}); renderSession(); } catch (e) { toast(e.message); }
+});
+function renderSession() {
+  const s = S.session || {};
+  $("session-user").textContent = s.user || "-";
+  $("session-role").textContent = s.role || "-";
+  $("control-holder").textContent = s.controller || "nobody";
+  const operator = s.role === "operator";
+  const inControl = !!s.in_control;
+  $("control-take").disabled = !operator || inControl;
+  $("control-release").disabled = !inControl;
+  document.querySelectorAll("[data-needs-control]").forEach((el) => { el.disabled = !inControl; });
+  document.body.dataset.role = s.role || "";
+  document.body.dataset.inControl = inControl ? "yes" : "no";
+}
+for (const id of ["goal-send", "route-send", "action-undock", "action-dock", "action-station-keep", "action-stop",
+  "action-resume", "action-cancel-pending", "los-drill", "camera-task-run", "jog-xp", "jog-xm", "jog-yp", "jog-ym", "jog-zp", "jog-zm",
+  "jog-yawp", "jog-yawm"]) $(id).setAttribute("data-needs-control", "");
+
+// ---------------------------------------------------------------- 3D view
+const view = $("view3d");
+let renderer = null; // null without WebGL: the rest of the console works, the 3D view says why
+try {
+  renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+  renderer.setPixelRatio(window.devicePixelRatio);
+  view.appendChild(renderer.domElement);
+} catch (e) {
+  view.textContent = `3D view unavailable (no WebGL): ${e.message}`;
+  view.dataset.webgl = "no";
+}
+const canvasEl = renderer ? renderer.domElement : document.createElement("canvas");
+const scene = new THREE.Scene();
+scene.background = new THREE.Color(0x0b0d10);
+const cam = new THREE.PerspectiveCamera(50, 2, 0.05, 100);
+cam.up.set(0, 0, 1);
+const controls = new OrbitControls(cam, canvasEl);
+scene.add(new THREE.AmbientLight(0xffffff, 0.7));
+const sun = new THREE.DirectionalLight(0xffffff, 0.8);
+sun.position.set(3, -4, 6);
+scene.add(sun);
+const sphere = (color, opacity) => new THREE.Mesh(
+  new THREE.SphereGeometry(1, 24, 16),
+  new THREE.MeshStandardMaterial({ color, transparent: opacity < 1, opacity }),
+);
+const robot = sphere(0x3d8bff, 1.0);
+const predicted = sphere(0xb58cff, 0.45);
+const ghost = sphere(0x3ddc84, 0.55);
+const goalMarker = sphere(0xffc14d, 0.35);
+const heading = new THREE.ArrowHelper(new THREE.Vector3(1, 0, 0), new THREE.Vector3(), 0.3, 0xffffff);
+robot.add(heading);
+for (const m of [robot, predicted, ghost, goalMarker]) { m.visible = false; scene.add(m); }
+ghost.visible = true;
+
+function boxMesh(min, max, color, opacity, wire = false) {
+  const size = max.map((v, i) => v - min[i]);
+  const geo = new THREE.BoxGeometry(...size);
+  const mesh = wire
+    ? new THREE.LineSegments(new THREE.EdgesGeometry(geo), new THREE.LineBasicMaterial({ color }))
+    : new THREE.Mesh(geo, new THREE.MeshStandardMaterial({ color, transparent: true, opacity, depthWrite: false }));
+  mesh.position.set(...min.map((v, i) => v + size[i] / 2));
+  return mesh;
+}
+function buildModule(m) {
+  scene.add(boxMesh(m.clear_volume.min, m.clear_volume.max, 0x6d7a8c, 1, true));
+  for (const b of m.bays) {
+    const plane = new THREE.Mesh(
+      new THREE.PlaneGeometry(b.size[0] * 0.96, b.size[1] * 0.96),
+      new THREE.MeshStandardMaterial({ color: 0x8893a3, transparent: true, opacity: 0.14, side: THREE.DoubleSide, depthWrite: false }),
+    );
+    plane.position.set(...b.centre);
+    plane.quaternion.set(...b.quat);
+    scene.add(plane);
+  }
+  for (const k of m.keep_out) scene.add(boxMesh(k.min, k.max, 0xff4d4d, 0.35));
+  scene.add(boxMesh(m.dock.box.min, m.dock.box.max, 0xffc14d, 0.6));
+  const r = m.robot_radius;
+  for (const s of [robot, predicted, ghost, goalMarker]) s.scale.setScalar(r);
+  ghost.position.set(3, 0, 0);
+  preset("overview");
+}
+function preset(name) {
+  S.viewPreset = name;
+  const m = S.module;
+  if (!m) return;
+  const c = m.clear_volume.min.map((v, i) => (v + m.clear_volume.max[i]) / 2);
+  if (name === "overview") { cam.position.set(c[0] - 3.5, c[1] - 5.5, c[2] + 3.5); controls.target.set(...c); }
+  if (name === "overhead") { cam.position.set(c[0], c[1] - 0.01, c[2] + 9); controls.target.set(...c); }
+  if (name === "follow") followCamera();
+  controls.update();
+}
+function followCamera() {
+  const p = robot.position;
+  cam.position.set(p.x - 1.6, p.y - 1.2, p.z + 0.9);
+  controls.target.copy(p);
+}
+$("view-preset-overview").onclick = () => preset("overview");
+$("view-preset-follow").onclick = () => preset("follow");
+$("view-preset-overhead").onclick = () => preset("overhead");
+
+function goalCheck(p) {
+  const m = S.module;
+  if (!m) return "module geometry not loaded";
+  if (p.some((v) => !Number.isFinite(v))) return "position must be 3 finite numbers";
+  const r = m.robot_radius;
+  const axes = ["x", "y", "z"];
+  for (let i = 0; i < 3; i++) {
+    if (p[i] > m.clear_volume.max[i] - r) return `${axes[i]}=${p[i].toFixed(2)} m is beyond the keep-in limit ${(m.clear_volume.max[i] - r).toFixed(2)} m`;
+    if (p[i] < m.clear_volume.min[i] + r) return `${axes[i]}=${p[i].toFixed(2)} m is below the keep-in limit ${(m.clear_volume.min[i] + r).toFixed(2)} m`;
+  }
+  for (const k of m.keep_out) {
+    if (p.every((v, i) => v >= k.min[i] - r && v <= k.max[i] + r)) return `inside keep-out zone ${k.name}`;
+  }
+  return "";
+}
+function goalFromForm() {
+  return ["goal-x", "goal-y", "goal-z"].map((id) => Number.parseFloat($(id).value));
+}
+function updateGhost(fromForm = true) {
+  const p = fromForm ? goalFromForm() : [ghost.position.x, ghost.position.y, ghost.position.z];
+  if (!fromForm) ["goal-x", "goal-y", "goal-z"].forEach((id, i) => { $(id).value = p[i].toFixed(2); });
+  if (p.every(Number.isFinite)) ghost.position.set(...p);
+  const why = goalCheck(p);
+  ghost.material.color.set(why ? 0xff3b3b : 0x3ddc84);
+  ghost.userData.valid = !why;
+  const st = $("goal-status");
+  st.textContent = why ? `goal refused: ${why}` : "goal inside keep-in, outside keep-out";
+  st.className = `goal-status ${why ? "bad" : "ok"}`;
+  st.dataset.valid = why ? "no" : "yes";
+}
+for (const id of ["goal-x", "goal-y", "goal-z"]) $(id).addEventListener("input", () => updateGhost(true));
+
+// drag the ghost in the horizontal plane at its height (shift: vertical plane)
+const ray = new THREE.Raycaster();
+let dragging = null;
+function pointer(ev) {
+  const r = canvasEl.getBoundingClientRect();
+  return new THREE.Vector2(((ev.clientX - r.left) / r.width) * 2 - 1, -((ev.clientY - r.top) / r.height) * 2 + 1);
+}
+canvasEl.addEventListener("pointerdown", (ev) => {
+  ray.setFromCamera(pointer(ev), cam);
+  if (ray.intersectObject(ghost).length) {
+    controls.enabled = false;
+    const normal = ev.shiftKey ? new THREE.Vector3(0, 1, 0) : new THREE.Vector3(0, 0, 1);
+    dragging = new THREE.Plane().setFromNormalAndCoplanarPoint(normal, ghost.position.clone());
+    canvasEl.setPointerCapture(ev.pointerId);
+  }
+});
+canvasEl.addEventListener("pointermove", (ev) => {
+  if (!dragging) return;
+  ray.setFromCamera(pointer(ev), cam);
+  const hit = new THREE.Vector3();
+  if (ray.ray.intersectPlane(dragging, hit)) { ghost.position.copy(hit); updateGhost(false); }
+});
+canvasEl.addEventListener("pointerup", () => { dragging = null; controls.enabled = true; });
+
+function resize() {
+  if (!renderer) return;
+  const w = view.clientWidth, h = view.clientHeight;
+  renderer.setSize(w, h, false);
+  canvasEl.style.width = "100%";
+  canvasEl.style.height = "100%";
+  cam.aspect = w / h;
+  cam.updateProjectionMatrix();
+}
+window.addEventListener("resize", resize);
+function predictNow() {
+  // the server's prediction at receipt, moved on by the estimated velocity since then (<= 3 s in all)
+  const est = S.telemetry && S.telemetry.estimate;
+  if (!est || !S.predicted) return null;
+  const since = (performance.now() - S.lastTelemetryAt) / 1000;
+  const extra = Math.max(0, Math.min(3 - S.predicted.age_s, since));
+  return { position: S.predicted.position.map((v, i) => v + est.velocity[i] * extra), age: S.predicted.age_s + extra };
+}
+function frame() {
+  const p = predictNow();
+  if (p) predicted.position.set(...p.position);
+  if (S.viewPreset === "follow" && robot.visible) followCamera();
+  controls.update();
+  if (renderer) renderer.render(scene, cam);
+  pollGamepad();
+  requestAnimationFrame(frame);
+}
+
+// ---------------------------------------------------------------- goal, actions, LOS drill
+function goalPayload() {
+  return {
+    position: goalFromForm(),
+    rpy_deg: [0, 0, Number.parseFloat($("goal-yaw").value) || 0],
+    flight_mode: $("goal-mode").value,
+  };
+}
+$("goal-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  updateGhost(true);
+  if (!ghost.userData.valid) { toast($("goal-status").textContent); return; }
+  command("goal", goalPayload());
+});
+$("action-undock").onclick = () => command("undock");
+$("action-dock").onclick = () => command("dock");
+$("action-station-keep").onclick = () => command("station_keep");
+$("action-stop").onclick = () => command("stop");
+$("action-resume").onclick = () => command("resume");
+$("action-cancel-pending").onclick = () => api("POST", "/api/commands/cancel_pending").catch((e) => toast(e.message));
+$("estop").onclick = () => api("POST", "/api/emergency_stop").catch((e) => toast(`emergency stop: ${e.message}`));
+$("los-drill").onclick = () => api("POST", "/api/link/los", { start_in_s: 0, duration_s: Number.parseFloat($("los-drill-duration").value) })
+  .catch((e) => toast(e.message));
+
+// ---------------------------------------------------------------- jog (short-lived relative moves)
+function jog(dx, dy, dz, dyaw) {
+  const step = Number.parseFloat($("jog-step").value);
+  command("jog", { delta: [dx * step, dy * step, dz * step], dyaw_deg: dyaw * 10, lifetime_s: 1.5 });
+}
+const JOGS = { "jog-xp": [1, 0, 0, 0], "jog-xm": [-1, 0, 0, 0], "jog-yp": [0, 1, 0, 0], "jog-ym": [0, -1, 0, 0],
+  "jog-zp": [0, 0, 1, 0], "jog-zm": [0, 0, -1, 0], "jog-yawp": [0, 0, 0, 1], "jog-yawm": [0, 0, 0, -1] };
+for (const [id, d] of Object.entries(JOGS)) $(id).onclick = () => jog(...d); // one bounded step per click
+const KEYS = { KeyW: [1, 0, 0, 0], KeyS: [-1, 0, 0, 0], KeyA: [0, 1, 0, 0], KeyD: [0, -1, 0, 0],
+  KeyR: [0, 0, 1, 0], KeyF: [0, 0, -1, 0], KeyQ: [0, 0, 0, 1], KeyE: [0, 0, 0, -1] };
+const typing = (ev) => ["INPUT", "SELECT", "TEXTAREA"].includes(ev.target.tagName);
+window.addEventListener("keydown", (ev) => {
+  if (typing(ev)) return;
+  if (ev.code === "Space") { S.deadman = true; ev.preventDefault(); }
+  if (KEYS[ev.code]) S.keys.add(ev.code);
+  $("jog-deadman-state").textContent = S.deadman ? "HELD" : "released";
+});
+window.addEventListener("keyup", (ev) => {
+  if (ev.code === "Space") S.deadman = false;
+  S.keys.delete(ev.code);
+  $("jog-deadman-state").textContent = S.deadman ? "HELD" : "released";
+});
+window.addEventListener("blur", () => { S.deadman = false; S.keys.clear(); });
+setInterval(() => { // while the dead-man is held, one jog per 300 ms per direction held
+  if (!S.deadman || !S.session || !S.session.in_control) return;
+  const d = [0, 0, 0, 0];
+  for (const k of S.keys) KEYS[k].forEach((v, i) => { d[i] += v; });
+  if (d.some((v) => v !== 0)) jog(d[0] * 0.5, d[1] * 0.5, d[2] * 0.5, d[3] * 0.5);
+}, 300);
+let padAt = 0;
+function pollGamepad() {
+  const pads = navigator.getGamepads ? navigator.getGamepads() : [];
+  const pad = [...pads].find((p) => p);
+  if (!pad || !S.session || !S.session.in_control) return;
+  const held = pad.buttons[4] && pad.buttons[4].pressed; // LB = dead-man
+  $("jog-deadman-state").textContent = held || S.deadman ? "HELD" : "released";
+  if (!held || performance.now() - padAt < 300) return;
+  const dz = (a) => (Math.abs(a) < 0.15 ? 0 : a);
+  const d = [-dz(pad.axes[1] || 0), -dz(pad.axes[0] || 0), -dz(pad.axes[3] || 0), -dz(pad.axes[2] || 0)];
+  if (d.some((v) => v !== 0)) { padAt = performance.now(); jog(d[0] * 0.5, d[1] * 0.5, d[2] * 0.5, d[3] * 0.5); }
+}
+
+// ---------------------------------------------------------------- route editor
+function renderRoute() {
+  const ol = $("route-list");
+  ol.innerHTML = "";
+  S.route.forEach((w, i) => {
+    const li = document.createElement("li");
+    li.dataset.testid = "route-item";
+    li.setAttribute("data-testid", "route-item");
+    li.textContent = `[${vec(w.position)}] yaw ${fmt(w.rpy_deg[2], 0)}° ${w.flight_mode}${w.hold_s ? ` hold ${w.hold_s}s` : ""} `;
+    const del = document.createElement("button");
+    del.textContent = "x";
+    del.setAttribute("data-testid", "route-remove");
+    del.onclick = () => { S.route.splice(i, 1); renderRoute(); };
+    li.appendChild(del);
+    ol.appendChild(li);
+  });
+}
+function addWaypoint(w) {
+  if (S.route.length >= 20) { toast("a route has at most 20 waypoints"); return; }
+  S.route.push(w);
+  renderRoute();
+}
+$("route-add-goal").onclick = () => {
+  updateGhost(true);
+  if (!ghost.userData.valid) { toast($("goal-status").textContent); return; }
+  addWaypoint(goalPayload());
+};
+$("route-add-current").onclick = () => {
+  const est = S.telemetry && S.telemetry.estimate;
+  if (!est) { toast("no telemetry yet"); return; }
+  addWaypoint({ position: est.pose.position.map((v) => +v.toFixed(3)), rpy_deg: [0, 0, 0], flight_mode: "nominal" });
+};
+$("route-clear").onclick = () => { S.route = []; renderRoute(); };
+$("route-send").onclick = async () => {
+  if (!S.route.length) { toast("the route is empty"); return; }
+  const waypoints = S.route.map(({ position, rpy_deg, flight_mode }) => ({ position, rpy_deg, flight_mode }));
+  try { await api("POST", "/api/route", { waypoints }); } catch (e) { toast(`route: ${e.message}`); }
+};
+$("route-save").onclick = async () => {
+  if (!S.route.length) { toast("the route is empty"); return; }
+  const est = S.telemetry && S.telemetry.estimate;
+  const start = est ? { position: est.pose.position, rpy_deg: [0, 0, 0] } : S.route[0];
+  try {
+    const { yaml } = await api("POST", "/api/mission/export", { name: "route", start, waypoints: S.route });
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([yaml], { type: "text/yaml" }));
+    a.download = "route.yaml";
+    a.click();
+  } catch (e) { toast(`save: ${e.message}`); }
+};
+$("route-load").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  if (!file) return;
+  try {
+    const m = await api("POST", "/api/mission/parse", { yaml: await file.text() });
+    S.route = m.waypoints;
+    renderRoute();
+  } catch (e) { toast(`load: ${e.message}`); }
+  ev.target.value = "";
+});
+
+// ---------------------------------------------------------------- camera
+$("camera-select").addEventListener("change", (ev) => {
+  S.camera = ev.target.value;
+  command("camera_stream", { camera: S.camera, rate_hz: 1 });
+});
+$("camera-snapshot").onclick = () => {
+  const a = document.createElement("a");
+  a.href = `/api/camera/${S.camera}.jpg?download=1`;
+  a.download = `${S.camera}.jpg`;
+  a.click();
+};
+$("camera-task-run").onclick = () => {
+  const task = $("camera-task-select").value;
+  const arg = $("camera-task-arg").value.trim();
+  const payload = { task };
+  if (task === "look_at") payload.point = arg.split(",").map((v) => Number.parseFloat(v));
+  if (task === "inspect" || (task === "survey" && arg)) payload.bay = arg;
+  if (task === "record") payload.duration_s = Number.parseFloat(arg || "10");
+  command("camera_task", payload);
+};
+function showFrame(ev) {
+  if (ev.camera !== S.camera) return;
+  const img = $("camera-image");
+  img.src = `/api/camera/${ev.camera}.jpg?seq=${ev.seq}`;
+  img.dataset.seq = ev.seq;
+  $("camera-info").textContent = `frame ${ev.seq}, ${ev.camera}`;
+}
+
+// ---------------------------------------------------------------- telemetry and plots
+function applyTelemetry(tm, pred) {
+  S.telemetry = tm;
+  S.predicted = pred;
+  S.lastTelemetryAt = performance.now();
+  const est = tm.estimate;
+  $("tm-source").textContent = tm.source;
+  $("tm-supervisor").textContent = `${tm.supervisor}${tm.estop ? " · EMERGENCY STOP" : ""} (contact ${fmt(tm.contact_age_s, 1)} s)`;
+  $("tm-supervisor").dataset.value = tm.supervisor;
+  if (!est) { $("tm-position").textContent = "no estimate yet"; return; }
+  const p = est.pose.position;
+  $("tm-position").textContent = vec(p, 3);
+  $("tm-position").dataset.x = p[0]; $("tm-position").dataset.y = p[1]; $("tm-position").dataset.z = p[2];
+  $("tm-velocity").textContent = vec(est.velocity, 3);
+  $("tm-mode").textContent = est.mode;
+  $("tm-guidance").textContent = `${est.guidance.state}${est.guidance.message ? `: ${est.guidance.message}` : ""}`;
+  $("tm-localization").textContent = `${est.localization.level}${est.localization.reason ? `: ${est.localization.reason}` : ""}`;
+  $("tm-battery").textContent = est.battery ? `${fmt(est.battery.percent, 1)} %` : "n/a";
+  $("tm-fan-effort").textContent = est.fan_effort === null || est.fan_effort === undefined ? "n/a" : `${fmt(est.fan_effort * 100, 0)} %`;
+  robot.visible = true;
+  robot.position.set(...p);
+  robot.quaternion.set(...est.pose.quat);
+  if (pred) {
+    predicted.visible = true;
+    predicted.position.set(...pred.position);
+    renderPredicted();
+  }
+  const g = est.guidance.goal;
+  goalMarker.visible = !!g && est.guidance.state === "moving";
+  if (g) goalMarker.position.set(...g);
+  const t = tm.at_ms / 1000;
+  S.history.push([t, p[0], p[1], p[2], Math.hypot(...est.velocity), est.battery ? est.battery.percent : null]);
+  while (S.history.length && S.history[0][0] < t - 120) S.history.shift();
+}
+function renderPredicted() {
+  const p = predictNow();
+  if (!p) return;
+  const jogs = S.predicted.jogs_in_flight;
+  $("tm-predicted").textContent = `${vec(p.position, 3)} (+${fmt(p.age, 1)} s${jogs ? `, ${jogs} jog(s) in flight` : ""})`;
+}
+function plot(canvas, series, colors, fixed) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height;
+  ctx.clearRect(0, 0, w, h);
+  const H = S.history;
+  if (H.length < 2) return;
+  const t0 = H[H.length - 1][0] - 120;
+  let lo = Infinity, hi = -Infinity;
+  for (const row of H) for (const k of series) if (row[k] !== null) { lo = Math.min(lo, row[k]); hi = Math.max(hi, row[k]); }
+  if (fixed) [lo, hi] = fixed;
+  if (hi - lo < 1e-6) { hi += 0.5; lo -= 0.5; }
+  series.forEach((k, j) => {
+    ctx.strokeStyle = colors[j];
+    ctx.beginPath();
+    H.forEach((row, i) => {
+      const x = ((row[0] - t0) / 120) * w, y = h - 4 - ((row[k] - lo) / (hi - lo)) * (h - 8);
+      if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    });
+    ctx.stroke();
+  });
+  ctx.fillStyle = "#9aa7b6";
+  ctx.font = "10px sans-serif";
+  ctx.fillText(`${fmt(hi, 2)}`, 2, 10);
+  ctx.fillText(`${fmt(lo, 2)}`, 2, h - 2);
+}
+setInterval(() => {
+  plot($("plot-position"), [1, 2, 3], ["#ff6b6b", "#6bdc8b", "#6ba8ff"]);
+  plot($("plot-speed"), [4], ["#ffd36b"]);
+  plot($("plot-battery"), [5], ["#b58cff"], [0, 100]);
+  const age = S.lastTelemetryAt === null ? null : (performance.now() - S.lastTelemetryAt) / 1000;
+  $("tm-age").textContent = age === null ? "never" : `${fmt(age, 1)} s`;
+  renderPredicted();
+}, 500);
+
+// ---------------------------------------------------------------- link, commands, alerts
+function renderLink(l) {
+  S.link = l;
+  const aos = $("link-aos");
+  aos.textContent = l.aos ? "AOS" : `LOS (AOS in ${fmt(l.time_to_aos_s, 0)} s)`;
+  aos.className = `pill ${l.aos ? "aos" : "los"}`;
+  aos.dataset.value = l.aos ? "aos" : "los";
+  $("link-rtt").textContent = l.rtt_s === null ? "-" : `${fmt(l.rtt_s * 1000, 0)} ms`;
+  const pct = (x) => (x === null || x === undefined ? "-" : `${fmt(x * 100, 1)}%`);
+  $("link-loss").textContent = `${pct(l.uplink_loss)} / ${pct(l.downlink_loss)}`;
+  $("link-next-los").textContent = l.aos ? (l.time_to_next_los_s === null ? "none scheduled" : `in ${fmt(l.time_to_next_los_s, 0)} s`) : "now";
+  $("link-profile").textContent = `${l.profile}${l.held ? " · queue held (e-stop)" : ""}`;
+}
+function detail(c) {
+  const p = c.payload || {};
+  if (c.kind === "goal") return `[${vec(p.position)}]${p.label ? ` ${p.label}` : ""}`;
+  if (c.kind === "jog") return `Δ[${vec(p.delta)}] yaw ${fmt(p.dyaw_deg || 0, 0)}°`;
+  if (c.kind === "camera_stream") return `${p.camera} ${p.rate_hz} Hz`;
+  if (c.kind === "camera_task") return `${p.task} ${p.point ? `[${vec(p.point)}]` : p.bay || p.duration_s || ""}`;
+  return "";
+}
+function renderCommands() {
+  const body = $("commands-list");
+  const rows = [...S.commands.values()].sort((a, b) => b.seq - a.seq).slice(0, 100);
+  body.innerHTML = "";
+  for (const c of rows) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "command-row");
+    tr.dataset.commandId = c.id;
+    tr.dataset.kind = c.kind;
+    tr.dataset.state = c.state;
+    const times = c.history.map((h) => `${h.state} ${utc(h.t)}`).join(" → ");
+    tr.innerHTML = `<td>${c.seq % 100000}</td><td>${c.kind}</td><td></td><td><span class="state state-${c.state}" data-testid="command-state">${c.state}</span> <span class="small"></span></td><td class="small"></td><td>${c.sends}</td><td></td>`;
+    tr.children[2].textContent = detail(c);
+    tr.children[3].children[1].textContent = c.reason || "";
+    tr.children[4].textContent = times;
+    tr.children[6].textContent = c.user || "";
+    body.appendChild(tr);
+  }
+}
+function renderAlerts() {
+  const ul = $("alerts-list");
+  ul.innerHTML = "";
+  const unacked = S.alerts.filter((a) => !a.acknowledged_by);
+  $("alerts-count").textContent = unacked.length ? `${unacked.length} to acknowledge` : "";
+  for (const a of [...S.alerts].reverse()) {
+    const li = document.createElement("li");
+    li.setAttribute("data-testid", "alert-row");
+    li.dataset.kind = a.kind;
+    li.dataset.acked = a.acknowledged_by ? "yes" : "no";
+    li.className = a.acknowledged_by ? "acked" : "unacked";
+    li.textContent = `${utc(a.raised)} ${a.message}${a.active ? "" : " (cleared)"}${a.acknowledged_by ? ` · ack ${a.acknowledged_by}` : ""} `;
+    if (!a.acknowledged_by) {
+      const b = document.createElement("button");
+      b.textContent = "Acknowledge";
+      b.setAttribute("data-testid", "alert-ack");
+      b.onclick = () => api("POST", `/api/alerts/${a.id}/ack`).catch((e) => toast(e.message));
+      li.appendChild(b);
+    }
+    ul.appendChild(li);
+  }
+}
+
+// ---------------------------------------------------------------- events
+function onEvent(ev) {
+  switch (ev.type) {
+    case "hello": {
+      S.session = { ...S.session, ...ev.session };
+      renderSession();
+      const st = ev.state;
+      for (const c of st.commands) S.commands.set(c.id, c);
+      renderCommands();
+      S.alerts = st.alerts; renderAlerts();
+      renderLink(st.link);
+      if (st.telemetry) applyTelemetry(st.telemetry, st.predicted);
+      if (st.cameras[S.camera]) showFrame({ camera: S.camera, seq: st.cameras[S.camera].seq });
+      break;
+    }
+    case "telemetry": applyTelemetry(ev.telemetry, ev.predicted); break;
+    case "command": S.commands.set(ev.command.id, ev.command); renderCommands(); break;
+    case "alerts": S.alerts = ev.alerts; renderAlerts(); break;
+    case "link": renderLink(ev.link); break;
+    case "camera": showFrame(ev); break;
+    case "control":
+      S.session = { ...S.session, controller: ev.controller, in_control: ev.controller === S.session.user && S.session.in_control };
+      api("GET", "/api/session").then((s) => { S.session = s; renderSession(); });
+      renderSession();
+      break;
+    default: break;
+  }
+}
+function connect() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/ws`);
+  ws.onmessage = (m) => onEvent(JSON.parse(m.data));
+  ws.onopen = () => { document.body.dataset.ws = "open"; };
+  ws.onclose = () => {
+    document.body.dataset.ws = "closed";
+    if (S.session && S.session.logged_in) setTimeout(connect, 1000);
+  };
+}
+
+async function start() {
+  renderSession();
+  showLogin(false);
+  S.module = await api("GET", "/api/module");
+  buildModule(S.module);
+  updateGhost(true);
+  resize();
+  connect();
+  requestAnimationFrame(frame);
+}
+(async () => {
+  renderSession();
+  try {
+    S.session = await api("GET", "/api/session");
+  } catch (e) { S.session = null; }
+  if (S.session && S.session.logged_in) await start();
+  else showLogin(true);
+})();
