@@ -7,7 +7,7 @@ import pytest
 
 from intball_ros.cli import build_parser
 
-DOCUMENTED = ["up", "sim", "goal", "record", "replay", "eval-loc", "map"]
+DOCUMENTED = ["up", "sim", "goal", "record", "replay", "eval-loc", "map", "compete"]
 
 
 def test_every_documented_subcommand_parses():

@@ -7,6 +7,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from intball_compete import cli as compete
     from intball_ros import goal_client, launcher, recording
     from intball_sim import eval_loc, headless, mapping
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
             recording.add_replay_arguments,
             recording.run_replay,
         ),
+        ("compete", "programming competition: run and serve behaviors", compete.add_arguments, compete.run),
         (
             "eval-loc",
             "fly a mission headless with vision in the loop and score the localization",
