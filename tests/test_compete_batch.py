@@ -4,6 +4,9 @@ results; the ``intball compete run`` command; the loop-style API."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,9 +44,10 @@ def test_pool_and_inline_give_identical_results():
 
 @pytest.mark.slow
 def test_ray_local_instance_gives_identical_results():
-    ray = pytest.importorskip("ray")
     pooled = evaluate_batch(_specs([2, 3]), workers=2)
     on_ray = evaluate_batch(_specs([2, 3]), workers=2, ray_address="local")
+    import ray  # after the batch: init_ray sets the network environment before ray's first import
+
     assert not ray.is_initialized()
     assert [r["tag"] for r in on_ray] == [2, 3]
     assert [score_digest(r) for r in on_ray] == [score_digest(r) for r in pooled]
@@ -51,7 +55,6 @@ def test_ray_local_instance_gives_identical_results():
 
 @pytest.mark.slow
 def test_server_evaluator_on_ray_stores_the_same_totals(tmp_path):
-    pytest.importorskip("ray")
     from intball_compete.service import Evaluator
     from intball_compete.store import Store
 
@@ -111,3 +114,17 @@ def test_cli_run_writes_json(tmp_path, capsys):
     args = build_parser().parse_args(["compete", "run", str(bad), "--seeds", "1"])
     assert args.func(args) == 2
     assert "syntax error" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_local_ray_instance_stays_on_loopback():
+    """Network rule: a local Ray instance binds 127.0.0.1 (Ray otherwise takes the address of
+    the default route) and does not report usage statistics."""
+    code = (
+        "import os; from intball_compete.evaluate import init_ray; init_ray('local', 1); import ray; "
+        "print(ray.util.get_node_ip_address(), os.environ['RAY_USAGE_STATS_ENABLED']); ray.shutdown()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["127.0.0.1", "0"]

