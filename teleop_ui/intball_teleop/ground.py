@@ -24,7 +24,7 @@ import numpy as np
 
 from . import commands as C
 from .link.protocol import CommandQueue, CommandRecord, ProtocolError, QueueConfig
-from .link.runtime import LinkEmulator, LinkEnd
+from .link.runtime import LinkEmulator, LinkEnd, detach, run_every
 from .onboard import CAMERA_MAGIC, decode_camera_frame
 
 log = logging.getLogger(__name__)
@@ -102,26 +102,16 @@ class GroundStation:
         self.end.on_receive(self._on_downlink)
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._every(self.config.poll_s, self.pump)),
-            loop.create_task(self._every(0.5, self._check_alerts)),
-            loop.create_task(
-                self._every(1.0, lambda: self._emit({"type": "link", "link": self.link_state()}))
-            ),
+            loop.create_task(run_every(self.config.poll_s, self.pump, "ground station")),
+            loop.create_task(run_every(0.5, self._check_alerts, "ground station")),
+            loop.create_task(run_every(1.0, self._emit_link_state, "ground station")),
         ]
 
     async def stop(self) -> None:
-        self.end.on_receive(None)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await detach(self.end, self._tasks)
 
-    async def _every(self, period: float, fn: Callable[[], None]) -> None:
-        while True:
-            try:
-                fn()
-            except Exception:
-                log.exception("ground station: %s failed", getattr(fn, "__name__", fn))
-            await asyncio.sleep(period)
+    def _emit_link_state(self) -> None:
+        self._emit({"type": "link", "link": self.link_state()})
 
     # -- operator API ---------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from intball_nav.frames import quat_from_rpy, quat_multiply
 
 from . import commands as C
 from .link.protocol import AckState, Command, CommandGate, Outcome
-from .link.runtime import LinkEnd
+from .link.runtime import LinkEnd, detach, run_every
 from .link.supervisor import SafetyAction, SupervisorConfig, SupervisorState, supervise
 
 log = logging.getLogger(__name__)
@@ -140,24 +140,15 @@ class OnboardBridge:
         self.end.on_receive(self._on_uplink)
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._every(self.config.tick_s, self._tick)),
-            loop.create_task(self._every(1.0 / self.config.telemetry_rate_hz, self._send_telemetry)),
+            loop.create_task(run_every(self.config.tick_s, self._tick, "onboard bridge")),
+            loop.create_task(
+                run_every(1.0 / self.config.telemetry_rate_hz, self._send_telemetry, "onboard bridge")
+            ),
             loop.create_task(self._camera_loop()),
         ]
 
     async def stop(self) -> None:
-        self.end.on_receive(None)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _every(self, period: float, fn: Callable[[], None]) -> None:
-        while True:
-            try:
-                fn()
-            except Exception:  # keep the robot's loop alive; the failure is logged
-                log.exception("onboard bridge: %s failed", getattr(fn, "__name__", fn))
-            await asyncio.sleep(period)
+        await detach(self.end, self._tasks)
 
     # -- uplink -------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 import math
 import struct
 from collections import deque
@@ -143,6 +144,25 @@ class LinkEnd:
         result = self._callback(message.data)
         if inspect.isawaitable(result):
             self._emulator._spawn(result)
+
+
+async def run_every(period: float, fn: Callable[[], None], who: str) -> None:
+    """Call ``fn`` every ``period`` s until cancelled. An exception is logged (naming ``who``)
+    and the loop goes on: one failing step must not stop a link end's other duties."""
+    while True:
+        try:
+            fn()
+        except Exception:
+            logging.getLogger(__name__).exception("%s: %s failed", who, getattr(fn, "__name__", fn))
+        await asyncio.sleep(period)
+
+
+async def detach(end: LinkEnd, tasks: list[asyncio.Task]) -> None:
+    """Stop a link end's user: no more deliveries to it, its periodic tasks cancelled and awaited."""
+    end.on_receive(None)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class LinkEmulator:
