@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 
 from intball_nav.frames import quat_angle, quat_slerp
@@ -101,8 +102,6 @@ class KinematicRobot:
         self.state, self.reason, self.stopped = "idle", "emergency stop", True
 
     def camera_jpeg(self, camera: str) -> tuple[bytes, float] | None:
-        import cv2
-
         img = np.full((240, 320, 3), 40, np.uint8)
         lines = [
             f"{camera} camera: kinematic stand-in",

@@ -77,7 +77,8 @@ class RobotBackend(Protocol):
         """Stop now (the backend's safest stop)."""
 
     def camera_jpeg(self, camera: str) -> tuple[bytes, float] | None:
-        """Latest frame of a camera as JPEG and its stamp (s), or None."""
+        """Latest frame of a camera as JPEG and its stamp (s), or None. Called from a worker
+        thread (encoding stays off the event loop): read shared state under a lock or atomically."""
 
 
 @dataclass
@@ -389,7 +390,8 @@ class OnboardBridge:
             if rate <= 0:
                 continue
             try:
-                frame = self.backend.camera_jpeg(self.camera)
+                # JPEG encoding off the event loop: commands and telemetry never wait behind it
+                frame = await asyncio.to_thread(self.backend.camera_jpeg, self.camera)
                 if frame is None or frame[1] == self._last_frame_stamp:
                     continue
                 jpeg, stamp = frame

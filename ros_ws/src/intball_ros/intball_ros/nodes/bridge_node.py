@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -314,8 +315,6 @@ class RosRobot:
             self.hold()
 
     def camera_jpeg(self, camera: str) -> tuple[bytes, float] | None:
-        import cv2
-
         with self._lock:
             msg = self._images.get(camera)
         if msg is None:
