@@ -4,7 +4,8 @@ The test plays estimator and controller: it publishes odometry, fan commands and
 health on wall time, and watches what the node commands the controller (``/intball/control/command``),
 its mode and ``/diagnostics``. Checked: localization lost -> faulted, hold here, and back;
 odometry silent -> watchdog -> emergency stop with the fans off, reset refused until the stream is
-back; every fault in clear text.
+back; a bump on the contact sensor (``/intball/contact``) -> faulted, hold here, a running
+navigate_to aborted with the reason; every fault in clear text.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import WrenchStamped  # noqa: E402
+from intball_interfaces.action import NavigateTo  # noqa: E402
 from intball_interfaces.msg import ControlCommand, FanCommand, LocalizationHealth, RobotMode  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from intball_nav.dynamics import RigidBodyState  # noqa: E402
 from intball_nav.estimation.health import HealthLevel, HealthStatus  # noqa: E402
+from intball_nav.frames import Pose  # noqa: E402
 from intball_ros import convert, names  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -49,6 +53,7 @@ class Scripted:
         node.create_subscription(RobotMode, names.MODE, self.modes.append, names.LATCHED)
         node.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self.diagnostics.append, 50)
         self.client = {s: node.create_client(Trigger, s) for s in (names.RESET, names.STATION_KEEP)}
+        self.contact = node.create_publisher(WrenchStamped, names.CONTACT, names.RELIABLE_10)
         self.state = RigidBodyState(HERE, np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3), np.zeros(3))
         node.create_timer(0.01, self._publish)
         self._n = 0
@@ -136,3 +141,31 @@ def test_localization_lost_holds_then_watchdog_turns_the_fans_off(graph):
     answer = call(names.RESET)
     assert answer.success and "idle" in answer.message
     spin_until(lambda: io.modes[-1].mode == "idle", 5.0, "mode idle")
+
+
+def test_a_bump_aborts_the_running_goal_holds_and_reports(graph):
+    from rclpy.action import ActionClient
+
+    io, spin_until, call = graph
+    spin_until(lambda: io.modes and "waiting" not in io.modes[-1].detail, 20.0, "the node ready")
+    client = ActionClient(io.node, NavigateTo, names.NAVIGATE_TO)
+    spin_until(lambda: client.server_is_ready(), 10.0, "the navigate_to server")
+    goal = NavigateTo.Goal(target=convert.pose_stamped_from_pose(Pose(HERE + [0.5, 0.0, 0.0]), time.time()))
+    sent = client.send_goal_async(goal)
+    handle = spin_until(lambda: sent.done() and sent.result(), 10.0, "the goal accepted")
+    spin_until(lambda: io.modes[-1].mode == "navigating", 10.0, "mode navigating")
+
+    # the scripted robot never moves: the goal runs until the bump
+    n = len(io.commands)
+    io.contact.publish(
+        convert.wrench_msg(np.array([0.0, -2.0, 0.0, 0.0, 0.0, 0.0]), time.time(), names.WORLD_FRAME)
+    )
+    spin_until(lambda: io.modes[-1].mode == "faulted", 5.0, "mode faulted")
+    text = "collision with obstacle at t = "
+    spin_until(lambda: any(m.startswith(text) for m in faults(io)), 5.0, "the collision fault text")
+    assert io.diagnostics[-1].status[0].level == b"\x02"
+    assert len(io.commands) > n and io.commands[-1].command == "goal"  # hold here
+    assert np.allclose(convert.pose_from_msg(io.commands[-1].goal).position, HERE, atol=1e-6)
+    done = handle.get_result_async()
+    result = spin_until(lambda: done.done() and done.result(), 5.0, "the goal result").result
+    assert not result.success and "faulted" in result.reason and "collision" in result.reason, result.reason

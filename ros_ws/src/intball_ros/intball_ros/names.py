@@ -50,6 +50,7 @@ MODE = f"{NS}/mode"  # intball_interfaces/RobotMode, >= 1 Hz + on change
 BATTERY = f"{NS}/battery"  # sensor_msgs/BatteryState, >= 1 Hz
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray, one status per fault
 CONTROL_COMMAND = f"{NS}/control/command"  # intball_interfaces/ControlCommand, nav -> control
+CONTACT = f"{NS}/contact"  # geometry_msgs/WrenchStamped, kibo: bump sensor (simulated), one per new contact
 KEEP_OUT_ZONES = f"{NS}/keep_out_zones"  # intball_interfaces/KeepOutZones, latched
 SNAPSHOT_IMAGE = f"{NS}/main_camera/snapshot"  # sensor_msgs/Image, one per snapshot (camera_task)
 NAVIGATE_TO = f"{NS}/navigate_to"  # action intball_interfaces/NavigateTo

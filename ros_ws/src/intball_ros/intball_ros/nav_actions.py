@@ -22,6 +22,7 @@ from rclpy.task import Future
 
 from intball_nav.autonomy import supervisor as sup
 from intball_nav.autonomy.commands import CommandRejected, validate_goal
+from intball_nav.autonomy.faults import Response
 from intball_nav.autonomy.modes import Event, Mode
 from intball_nav.frames import KIBO_FRAME, Pose, quat_angle
 from intball_nav.planning import PlanningFailed, plan_path
@@ -138,7 +139,7 @@ class NavActions(CameraTasks):
             self._check(goal_handle, token)
             s, est = self._auto, self._estimate
             if s.gnc.goal is not sent or s.mode.mode not in (Mode.NAVIGATING, Mode.STATION_KEEPING):
-                raise Stopped(f"interrupted: {s.mode.mode}: {self._last_reason}")
+                raise Stopped(f"interrupted: {s.mode.mode}: {self._why()}")
             if self.foreign_goal_for() >= 1.0:  # the user's newer goal wins: the robot is not stopped here
                 raise Stopped(f"interrupted: the controller was sent another goal on {names.GOAL_POSE}")
             if paused is not None and paused():
@@ -169,6 +170,14 @@ class NavActions(CameraTasks):
                 return
             if traj is not None and t > traj.t_end + SETTLE_TIMEOUT_S:
                 raise Stopped(f"did not settle within {pos_tol:.3f} m / {math.degrees(ang_tol):.1f} deg")
+
+    def _why(self) -> str:
+        """The last transition's reason plus, when faulted / stopped by a fault, the faults' texts."""
+        s = self._auto
+        if s.mode.mode not in (Mode.FAULTED, Mode.EMERGENCY_STOP):
+            return self._last_reason
+        texts = [f.text for f in s.faults if f.response in (Response.HOLD, Response.SAFE_PROPULSION)]
+        return "; ".join([self._last_reason, *texts])
 
     def _errors(self, target: Pose) -> tuple[float, float, Pose]:
         est = self._estimate
@@ -335,7 +344,7 @@ class NavActions(CameraTasks):
                 if s.mode.mode == done_mode:
                     break
                 if s.mode.mode != active_mode:
-                    raise Stopped(f"{event} failed: {s.mode.mode}: {self._last_reason}")
+                    raise Stopped(f"{event} failed: {s.mode.mode}: {self._why()}")
                 phase = s.docking.phase if s.docking is not None else ""
                 goal_handle.publish_feedback(kind.Feedback(stage=phase, distance_remaining=dist))
         except Stopped as exc:

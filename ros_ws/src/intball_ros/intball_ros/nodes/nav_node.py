@@ -1,10 +1,12 @@
 """Navigation node: the autonomy supervisor (modes, battery, faults, docking) over the control node.
 
 ``intball_nav.autonomy.supervisor.tick`` runs on a 50 Hz sim-time timer on the state estimate
-(``/intball/odometry``; ground truth never reaches this node). Its GNC state is the goal the
-robot should fly: whenever that goal (or the emergency stop) changes, it is sent to the control
-node on ``/intball/control/command``, which flies it. Arrival, docking stages and faults are judged
-here on the estimate with the same ``intball_nav.gnc`` functions the control node runs.
+(``/intball/odometry``; ground truth never reaches this node) and the bump sensor
+(``/intball/contact``: a contact -> collision fault -> faulted, stop and hold). Its GNC state
+is the goal the robot should fly: whenever that goal (or the emergency stop) changes, it is sent
+to the control node on ``/intball/control/command``, which flies it. Arrival, docking stages
+and faults are judged here on the estimate with the same ``intball_nav.gnc`` functions the
+control node runs.
 
 Services (``std_srvs/Trigger``: stop, emergency_stop, station_keep, reset; keep-out zones;
 route pause) are answered at once by ``handle_request`` (microseconds). Nothing in the node
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import WrenchStamped
 from intball_interfaces.msg import (
     ControlCommand,
     FanCommand,
@@ -50,7 +53,7 @@ from intball_nav.autonomy.params import load_autonomy_params
 from intball_nav.estimation.health import HealthLevel, HealthStatus
 from intball_nav.flight_modes import load_flight_modes
 from intball_nav.module import load_module
-from intball_ros import convert, names
+from intball_ros import contact, convert, names
 from intball_ros.keep_out import Zones
 from intball_ros.nav_actions import DOCKED_HOLD, NavActions
 
@@ -94,6 +97,7 @@ class NavNode(NavActions, Node):
         self._sent_positions = deque(maxlen=20)  # (3,) m of the goals last sent to the controller
         self._foreign_since = None  # s sim time since when the controller flies a goal not ours
         self._guidance_t = 0.0
+        self._bumps = []  # CollisionReports from the bump sensor since the last tick
         services = MutuallyExclusiveCallbackGroup()
         self._actions_group = ReentrantCallbackGroup()
         self._command_pub = self.create_publisher(ControlCommand, names.CONTROL_COMMAND, names.RELIABLE_10)
@@ -107,6 +111,7 @@ class NavNode(NavActions, Node):
         sub(FanCommand, names.FAN_COMMAND, self._on_fans, names.RELIABLE_10)
         sub(LocalizationHealth, names.LOCALIZATION_HEALTH, self._on_health, names.RELIABLE_10)
         sub(GuidanceStatus, names.GUIDANCE_STATUS, self._on_guidance, names.RELIABLE_10)
+        sub(WrenchStamped, names.CONTACT, self._on_contact, names.RELIABLE_10)
         sub(Image, names.MAIN_IMAGE, self._on_image, names.IMAGES, callback_group=self._actions_group)
         for name, event in (
             (names.STOP, Event.STOP),
@@ -187,6 +192,17 @@ class NavNode(NavActions, Node):
         """s sim time the controller has been flying a goal not sent by this node (0 if none)."""
         return 0.0 if self._foreign_since is None else self._guidance_t - self._foreign_since
 
+    def _on_contact(self, msg: WrenchStamped) -> None:
+        """Bump sensor: a contact started. Near the dock it is named ``dock`` (no collision while
+        docking, decided by the fault monitor), else ``obstacle``."""
+        with self._lock:
+            est, dock = self._estimate, self._ctx.autonomy.docking
+            gap = np.inf if est is None else np.linalg.norm(est.position - dock.docked_pose.position)
+            near = bool(gap <= dock.standoff)
+            report = contact.collision_from_msg(msg, near)
+            self._bumps.append(report)
+        self.get_logger().info(f"bump sensor: contact with {report.body}: {contact.describe(msg)}")
+
     def _on_image(self, msg: Image) -> None:
         self._image = msg
 
@@ -218,9 +234,11 @@ class NavNode(NavActions, Node):
                 return
             ages = {s: (self._ticks - tick) / self._rate for s, tick in self._seen.items()}
             health = self._health or HealthStatus(HealthLevel.LOST, "no health")
+            bumps, self._bumps = tuple(self._bumps), []
             inputs = sup.TickInputs(
-                t, 1.0 / self._rate, self._estimate, self._fan_thrust(), ages, health.level, health.reason
-            )
+                t, 1.0 / self._rate, self._estimate, self._fan_thrust(), ages, health.level, health.reason,
+                collisions=bumps,
+            )  # fmt: skip
             before = self._auto.faults
             self._auto, out = sup.tick(self._auto, inputs, self._ctx)
             known = {f.code for f in before}

@@ -3,8 +3,9 @@
 A paced loop thread advances the physics in steps of ``1 / physics_rate`` s sim time at
 ``rate`` x real time and after each step publishes /clock, ground truth and the IMU; camera
 images (+ CameraInfo) at their own rates. The latest fan command is applied; if none came
-for ``fan_timeout`` s of sim time the fans go to zero (safe state). Messages are stamped
-with sim time; this node itself does not use sim time (it makes it).
+for ``fan_timeout`` s of sim time the fans go to zero (safe state). A simulated bump sensor
+publishes on /intball/contact when a contact episode starts (``intball_ros.contact``).
+Messages are stamped with sim time; this node itself does not use sim time (it makes it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 import time
 
 import numpy as np
+from geometry_msgs.msg import WrenchStamped
 from intball_interfaces.msg import FanCommand
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
@@ -24,7 +26,7 @@ from intball_nav.dynamics import RigidBodyState
 from intball_nav.frames import Pose
 from intball_nav.module import load_module
 from intball_nav.robot import load_robot_params
-from intball_ros import convert, names
+from intball_ros import contact, convert, names
 from intball_ros.nodes import run
 from intball_sim.backend import PyBulletBackend
 from intball_sim.imu import Imu as ImuModel
@@ -65,6 +67,8 @@ class SimNode(Node):
         self._clock_pub = self.create_publisher(Clock, names.CLOCK, names.RELIABLE_10)
         self._truth_pub = self.create_publisher(Odometry, names.GROUND_TRUTH, names.RELIABLE_10)
         self._imu_pub = self.create_publisher(Imu, names.IMU, names.SENSOR)
+        self._contact_pub = self.create_publisher(WrenchStamped, names.CONTACT, names.RELIABLE_10)
+        self._contacts_seen = 0  # backend.collision_count already published
         self.create_subscription(FanCommand, names.FAN_COMMAND, self._on_fan_command, names.RELIABLE_10)
         self._cameras = self._setup_cameras(cam_rates) if cameras else []
 
@@ -136,6 +140,9 @@ class SimNode(Node):
             force, omega, alpha = backend.imu_truth()
             sample = self._imu.sample(t, force, omega, alpha, self._dt)
             self._imu_pub.publish(convert.imu_msg(t, sample.specific_force, sample.angular_rate))
+            if backend.collision_count > self._contacts_seen:  # a contact episode started: bump sensor
+                self._contacts_seen = backend.collision_count
+                self._contact_pub.publish(contact.contact_msg(backend.collisions(), t))
             pose = convert.pose_from_state(state)
             for model, every, image_pub, info_pub in self._cameras:
                 if k % every == 0:
