@@ -539,6 +539,196 @@ function renderAlerts() {
   }
 }
 
+// ---------------------------------------------------------------- competition (/api/compete, when mounted)
+const CP = { missions: [], subs: [], details: new Map(), selected: null, logRun: null, timer: null, busy: false };
+const CB = "/api/compete";
+const cell = (tr, text, cls) => {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+};
+const termsText = (terms) => Object.entries(terms || {}).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(", ") || "-";
+// queued / running / scored, or failed when scored and no run ended ok (total 0 by the rules)
+function subState(s, d) {
+  if (s.state !== "scored" || !d) return s.state;
+  return d.run_list.some((r) => r.status === "ok") ? "scored" : "failed";
+}
+function meanTerms(d) {
+  const done = (d ? d.run_list : []).filter((r) => r.state === "done");
+  if (!done.length) return {};
+  const sum = {};
+  for (const r of done) for (const [k, v] of Object.entries(r.terms || {})) sum[k] = (sum[k] || 0) + v;
+  for (const k of Object.keys(sum)) sum[k] /= done.length;
+  return sum;
+}
+async function competeProbe() {
+  try {
+    CP.missions = await api("GET", `${CB}/missions`);
+  } catch (e) { return; } // not mounted (404) or not available: the panel stays hidden
+  for (const id of ["compete-mission", "compete-leaderboard-mission"]) {
+    const sel = $(id);
+    sel.innerHTML = "";
+    for (const m of CP.missions) {
+      const o = document.createElement("option");
+      o.value = m.id; o.textContent = m.id;
+      sel.appendChild(o);
+    }
+  }
+  $("compete-panel").classList.remove("hidden");
+  document.body.dataset.compete = "yes";
+  competePoll();
+  CP.timer = setInterval(competePoll, 2000);
+}
+function uploadStatus(text, ok) {
+  const el = $("compete-upload-status");
+  el.textContent = text;
+  el.className = `upload-status ${ok ? "ok" : "bad"}`;
+  el.dataset.ok = ok ? "yes" : "no";
+}
+$("compete-file").addEventListener("change", (ev) => {
+  const f = ev.target.files[0];
+  $("compete-file-name").textContent = f ? `${f.name} (${f.size} B)` : "no file";
+});
+$("compete-upload-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const file = $("compete-file").files[0];
+  if (!file) { uploadStatus("choose a .py or .zip file first", false); return; }
+  const form = new FormData();
+  form.append("name", $("compete-name").value.trim());
+  form.append("mission", $("compete-mission").value);
+  form.append("seeds", $("compete-seeds").value);
+  form.append("localization", $("compete-localization").value);
+  form.append("file", file, file.name);
+  $("compete-upload").disabled = true;
+  try {
+    const r = await fetch(`${CB}/submissions`, { method: "POST", body: form, credentials: "same-origin" });
+    let data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    if (!r.ok) throw new Error((data && data.error) || `${r.status} ${r.statusText}`);
+    uploadStatus(`submission ${data.id} queued (${data.runs} run${data.runs === 1 ? "" : "s"})`, true);
+    CP.selected = data.id;
+    $("compete-file").value = "";
+    $("compete-file-name").textContent = "no file";
+    competePoll();
+  } catch (e) {
+    uploadStatus(e.message, false);
+    toast(`upload: ${e.message}`);
+  } finally { $("compete-upload").disabled = false; }
+});
+$("compete-leaderboard-mission").addEventListener("change", () => competePoll());
+async function competePoll() {
+  if (CP.busy) return;
+  CP.busy = true;
+  try {
+    CP.subs = await api("GET", `${CB}/submissions`);
+    const recent = CP.subs.slice(-30);
+    // details (per-run terms) for what may still change, or was never fetched
+    await Promise.all(recent.filter((s) => {
+      const d = CP.details.get(s.id);
+      return !d || d.state !== "scored" || s.state !== "scored" || s.id === CP.selected;
+    }).map(async (s) => { CP.details.set(s.id, await api("GET", `${CB}/submissions/${s.id}`)); }));
+    const board = await api("GET", `${CB}/leaderboard/${encodeURIComponent($("compete-leaderboard-mission").value)}`);
+    renderSubmissions(recent);
+    renderRuns();
+    renderLeaderboard(board);
+    if (CP.logRun) await loadLog(...CP.logRun, false);
+    $("compete-updated").textContent = `updated ${new Date().toISOString().substring(11, 19)} UTC`;
+  } catch (e) {
+    $("compete-updated").textContent = `update failed: ${e.message}`;
+  } finally { CP.busy = false; }
+}
+function renderSubmissions(recent) {
+  const body = $("compete-submissions");
+  body.innerHTML = "";
+  for (const s of [...recent].reverse()) {
+    const d = CP.details.get(s.id);
+    const st = subState(s, d);
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "compete-submission-row");
+    tr.dataset.submissionId = s.id;
+    tr.dataset.state = st;
+    if (s.id === CP.selected) tr.classList.add("selected");
+    cell(tr, String(s.id));
+    cell(tr, s.name);
+    cell(tr, s.mission);
+    const sc = cell(tr, "");
+    const span = document.createElement("span");
+    span.className = `state state-${st}`;
+    span.setAttribute("data-testid", "compete-submission-state");
+    span.textContent = st;
+    sc.appendChild(span);
+    cell(tr, Object.entries(s.runs || {}).map(([k, v]) => `${v} ${k}`).join(", ") || `${s.seeds} queued`);
+    const tot = cell(tr, s.mean_total === null || s.mean_total === undefined ? "-" : fmt(s.mean_total, 1));
+    tot.setAttribute("data-testid", "compete-submission-total");
+    const terms = cell(tr, termsText(meanTerms(d)), "small");
+    terms.setAttribute("data-testid", "compete-submission-terms");
+    tr.onclick = () => { CP.selected = s.id; renderSubmissions(recent); renderRuns(); };
+    body.appendChild(tr);
+  }
+}
+function renderRuns() {
+  const body = $("compete-runs");
+  body.innerHTML = "";
+  const d = CP.selected === null ? null : CP.details.get(CP.selected);
+  $("compete-runs-title").textContent = d ? `submission ${d.id} (${d.name}, ${d.localization || "truth-noise"})` : "-";
+  if (!d) return;
+  for (const r of d.run_list) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "compete-run-row");
+    tr.dataset.seed = r.seed;
+    tr.dataset.state = r.state;
+    tr.dataset.status = r.status || "";
+    cell(tr, String(r.seed));
+    cell(tr, r.state);
+    cell(tr, r.status || "-");
+    cell(tr, r.total === null || r.total === undefined ? "-" : fmt(r.total, 1));
+    cell(tr, termsText(r.terms), "small");
+    cell(tr, r.reason || "", "small");
+    const b = document.createElement("button");
+    b.textContent = "log";
+    b.setAttribute("data-testid", "compete-run-log");
+    b.onclick = () => loadLog(d.id, r.seed, true);
+    cell(tr, "").appendChild(b);
+    body.appendChild(tr);
+  }
+}
+async function loadLog(sid, seed, user) {
+  CP.logRun = [sid, seed];
+  $("compete-log-title").textContent = `submission ${sid}, seed ${seed} (stdout + stderr, head only)`;
+  try {
+    const r = await fetch(`${CB}/submissions/${sid}/runs/${seed}/log`, { credentials: "same-origin" });
+    const text = await r.text();
+    if (!r.ok) throw new Error(text);
+    const pre = $("compete-log");
+    pre.textContent = text || "(no output yet)";
+    pre.dataset.submissionId = sid;
+    pre.dataset.seed = seed;
+  } catch (e) { if (user) toast(`log: ${e.message}`); }
+}
+function renderLeaderboard(rows) {
+  const body = $("compete-leaderboard");
+  body.innerHTML = "";
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "compete-leaderboard-row");
+    tr.dataset.submissionId = row.id;
+    tr.dataset.rank = row.rank;
+    cell(tr, String(row.rank));
+    cell(tr, String(row.id));
+    cell(tr, row.name);
+    cell(tr, fmt(row.mean_total, 1));
+    cell(tr, String(row.seeds));
+    body.appendChild(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    cell(tr, "no scored submission yet", "small").colSpan = 5;
+    body.appendChild(tr);
+  }
+}
+
 // ---------------------------------------------------------------- events
 function onEvent(ev) {
   switch (ev.type) {
@@ -586,6 +776,7 @@ async function start() {
   resize();
   connect();
   requestAnimationFrame(frame);
+  competeProbe();
 }
 (async () => {
   renderSession();
