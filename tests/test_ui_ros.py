@@ -80,5 +80,6 @@ def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
 
         asyncio.run(body())
         assert graph.interrupt(40) == 0
+        assert "unclean exit" not in graph.output(), graph.output()[-3000:]  # the bridge once aborted
     finally:
         graph.stop()

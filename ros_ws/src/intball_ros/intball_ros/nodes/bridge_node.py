@@ -33,6 +33,7 @@ from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import BatteryState, Image
 from std_srvs.srv import Trigger
 
@@ -327,7 +328,9 @@ class RosRobot:
 
 
 def main() -> None:
-    rclpy.init(args=sys.argv)
+    # asyncio owns SIGINT/SIGTERM here (it stops the server, then ROS); rclpy's own handlers would
+    # shut the context down under the spinning thread
+    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = BridgeNode()
     robot = RosRobot(node, C.Workspace.default())
     executor = SingleThreadedExecutor()
@@ -350,6 +353,7 @@ def main() -> None:
         code = 1
     finally:
         executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)  # a thread still inside rclpy at exit aborts the process
         node.destroy_node()
         rclpy.try_shutdown()
     sys.exit(code)
