@@ -9,68 +9,38 @@ downloads a browser. Screenshots for docs/ui.md go to docs/img/ (INTBALL_UI_SCRE
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
-import threading
 import time
-from pathlib import Path
 
 import pytest
+from ui_helpers import ARGS, CHROMIUM, IMG, SHOTS, ServerThread, require_browser, tid
 
 from intball_teleop import commands as C
 from intball_teleop.kinematic import KinematicRobot
 from intball_teleop.onboard import OnboardConfig
-from intball_teleop.server.app import STATIC_DIR, create_app
 from intball_teleop.server.auth import Credentials, User
 from intball_teleop.server.stack import Stack, StackConfig, supervisor_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",  # software WebGL for the 3D view (no GPU)
-]
 OP_TOKEN = "browser-operator-token-0123456789"
 OBS_TOKEN = "browser-observer-token-0123456789"
-IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
-SHOTS = os.environ.get("INTBALL_UI_SCREENSHOTS", "1") != "0"
 SPEED = {  # kinematic robot speed factor (x 0.25 m/s nominal)
     "test_login_enter_goal_acks_progress_to_completed": 4.0,
     "test_los_drill_robot_holds_and_alert_must_be_acknowledged": 3.0,
     "test_observer_cannot_command_but_can_emergency_stop": 1.0,
 }
 
-if not Path(CHROMIUM).exists() or shutil.which("node") is None and not (STATIC_DIR / "console.js").exists():
-    pytest.skip("needs /usr/bin/chromium and the built console (make install)", allow_module_level=True)
-if not (STATIC_DIR / "console.js").exists():
-    pytest.fail("console bundle missing: run `make web`", pytrace=False)
+require_browser()
 
 
-class ServerThread:
+class BrowserServer(ServerThread):
     """The ground station (link + onboard bridge + kinematic robot + web app) on its own loop."""
 
     def __init__(self, station_keep_after_s: float = 2.0, speed: float = 2.0) -> None:
+        super().__init__()
         self.station_keep_after_s, self.speed = station_keep_after_s, speed
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self._start())
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self._stop())
-        self.loop.close()
 
     async def _start(self) -> None:
-        from aiohttp import web
-
         ws = C.Workspace.default()
         self.robot = KinematicRobot(ws, speed_scale=self.speed)
         onboard = OnboardConfig(
@@ -87,24 +57,7 @@ class ServerThread:
                 "watcher": User("watcher", "observer", token=OBS_TOKEN),
             }
         )
-        self.runner = web.AppRunner(create_app(self.stack, creds), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/"
-
-    async def _stop(self) -> None:
-        await self.runner.cleanup()
-        await self.stack.close()
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        assert self.ready.wait(20), "server did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        await self._serve(self.stack, creds)
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +73,11 @@ def browser():
 @pytest.fixture
 def server(request):
     """The stand-in robot's speed factor per test (fast where only the result matters)."""
-    with ServerThread(speed=SPEED.get(request.node.name, 2.0)) as s:
+    with BrowserServer(speed=SPEED.get(request.node.name, 2.0)) as s:
         s.contexts = []
         yield s
         for context in s.contexts:  # close the pages' WebSockets before the server stops
             context.close()
-
-
-def tid(name: str) -> str:
-    return f'[data-testid="{name}"]'
 
 
 def login(browser, server, token):

@@ -9,90 +9,46 @@ for docs/ui.md goes to docs/img/console-compete.png (INTBALL_UI_SCREENSHOTS=0 sk
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 from pathlib import Path
 
 import pytest
+from ui_helpers import ARGS, CHROMIUM, IMG, SHOTS, ServerThread, require_browser, tid
 
 from intball_teleop import commands as C
 from intball_teleop.kinematic import KinematicRobot
-from intball_teleop.server.app import STATIC_DIR, create_app, load_compete_app
+from intball_teleop.server.app import load_compete_app
 from intball_teleop.server.auth import Credentials, User
 from intball_teleop.server.stack import Stack, StackConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 pytest.importorskip("intball_compete.web")
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",
-]
 TOKEN = "compete-observer-token-0123456789"
-IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
-SHOTS = os.environ.get("INTBALL_UI_SCREENSHOTS", "1") != "0"
 QUICK = (
     'print("hello from the quick behavior")\n\n\ndef run(api):\n    api.start_mission()\n    api.finish()\n'
 )
 BROKEN = "def run(api)\n    api.finish()\n"
 
-if not Path(CHROMIUM).exists() or not (STATIC_DIR / "console.js").exists():
-    pytest.skip("needs /usr/bin/chromium and the built console (make web)", allow_module_level=True)
+require_browser()
 
 
-class CompeteServer:
+class CompeteServer(ServerThread):
     """Ground station (kinematic stand-in robot) with the competition API, on its own loop."""
 
-    def __init__(self, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("INTBALL_COMPETE_DATA", str(data_dir))
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    start_timeout_s = stop_timeout_s = 30.0
 
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self._start())
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self._stop())
-        self.loop.close()
+    def __init__(self, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        monkeypatch.setenv("INTBALL_COMPETE_DATA", str(data_dir))
 
     async def _start(self) -> None:
-        from aiohttp import web
-
         ws = C.Workspace.default()
-        self.stack = Stack(KinematicRobot(ws), StackConfig(profile="ideal"), ws)
-        self.stack.start()
+        stack = Stack(KinematicRobot(ws), StackConfig(profile="ideal"), ws)
+        stack.start()
         creds = Credentials({"watcher": User("watcher", "observer", token=TOKEN)})
         compete = load_compete_app()  # reads INTBALL_COMPETE_DATA, as the real server does
         assert compete is not None
-        self.runner = web.AppRunner(create_app(self.stack, creds, compete=compete), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/"
-
-    async def _stop(self) -> None:
-        await self.runner.cleanup()
-        await self.stack.close()
-
-    def __enter__(self) -> CompeteServer:
-        self.thread.start()
-        assert self.ready.wait(30), "server did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-
-
-def tid(name: str) -> str:
-    return f'[data-testid="{name}"]'
+        await self._serve(stack, creds, compete=compete)
 
 
 def test_upload_scored_leaderboard_and_rejection(tmp_path, monkeypatch):
