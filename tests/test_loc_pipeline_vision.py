@@ -81,6 +81,31 @@ def test_guard_braking_ends_early_at_rest_and_relapse_while_recovering():
     assert g.mode == "braking"
 
 
+def test_opt_in_search_turns_in_place_until_a_view_or_the_time_limit():
+    robot = load_robot_params()
+    p = GuardParams(search_rate=math.radians(10.0), search_max_s=20.0)
+    g = guard_step(GuardState("nominal", 0.0), 1.0, MOVING, LOST, p)
+    g = guard_step(g, 1.2, AT_REST, LOST, p)
+    assert g.mode == "searching" and g.paused and not g.gnc_active
+    assert "turning in place at 10 deg/s" in g.events[-1].reason
+    # the command: yaw torque toward +10 deg/s about body z, no net force, fans within limits
+    fans = guard_fans(g, AT_REST, robot, p)
+    wrench = robot.allocation_matrix @ fans
+    assert np.all((fans >= robot.fan_min - 1e-12) & (fans <= robot.fan_max + 1e-12))
+    assert np.linalg.norm(wrench[:3]) < 1e-6 and wrench[5] > 0.0 and abs(wrench[3]) + abs(wrench[4]) < 1e-6
+    spinning = RigidBodyState(
+        quat=AT_REST.quat, velocity=np.zeros(3), omega=np.array([0.0, 0.0, 2.0 * p.search_rate])
+    )
+    assert (robot.allocation_matrix @ guard_fans(g, spinning, robot, p))[5] < 0.0  # too fast: slows
+    assert guard_step(g, 15.0, AT_REST, LOST, p).mode == "searching"
+    assert guard_step(g, 15.0, AT_REST, OK, p).mode == "recovering"
+    timed_out = guard_step(g, 21.2, AT_REST, LOST, p)
+    assert timed_out.mode == "safe" and "searched 20 s without a fix" in timed_out.events[-1].reason
+    assert guard_step(GuardState("nominal", 0.0), 1.0, AT_REST, LOST, GuardParams()).mode == "braking"
+    with pytest.raises(ValueError, match="search_rate"):
+        GuardParams(search_rate=-0.1)
+
+
 def test_safe_state_is_all_fans_zero_and_braking_opposes_the_motion():
     robot = load_robot_params()
     p = GuardParams()

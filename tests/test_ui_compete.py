@@ -1,7 +1,8 @@
 """The console's Competition panel in headless Chromium (Playwright, sync API): with the competition
 API mounted (``INTBALL_COMPETE_DATA`` set to a temporary directory), log in, upload a behavior that
 finishes at once (1 seed), watch it reach ``scored`` with a total and per-term scores, read its log,
-see its leaderboard row; upload a malformed behavior and see the rejection reason.
+replay its trajectory in the 3D view and clear it, see its leaderboard row; upload a malformed
+behavior and see the rejection reason.
 
 Uses the system Chromium (/usr/bin/chromium); Playwright never downloads a browser. The screenshot
 for docs/ui.md goes to docs/img/console-compete.png (INTBALL_UI_SCREENSHOTS=0 skips it).
@@ -104,6 +105,19 @@ def test_upload_scored_leaderboard_and_rejection(tmp_path, monkeypatch):
                 f"document.querySelector('{tid('compete-log')}').textContent"
                 ".includes('hello from the quick behavior')"
             )
+
+            # replay: the true and estimated paths and a moving marker in the 3D view, with a label
+            info = page.locator(tid("compete-replay-info"))
+            assert not info.is_visible()
+            run.locator(tid("compete-run-replay")).click()
+            info.wait_for(state="visible")
+            assert "seed 0" in info.inner_text()
+            assert "quick finisher" in info.inner_text()
+            assert int(info.get_attribute("data-points")) > 1
+            assert page.evaluate("window.__intballReplay.points") == int(info.get_attribute("data-points"))
+            page.click(tid("compete-replay-clear"))
+            info.wait_for(state="hidden")
+            assert page.evaluate("window.__intballReplay") is None
 
             board = page.locator(f'{tid("compete-leaderboard-row")}[data-submission-id="1"]')
             board.wait_for()

@@ -30,6 +30,9 @@ to the health, in the modes
 - ``nominal``: the mission runs on the estimate;
 - ``braking``: health became ``lost``: the fans brake the filter's IMU-propagated velocity and
   body rate (``brake_command``) for at most ``brake_max_s`` or until the estimate is at rest;
+- ``searching`` (opt-in, ``GuardParams.search_rate > 0``): after braking, turn in place about
+  the body z axis (``search_command``: gyro rate control, no force) until health is ``ok``,
+  for at most ``search_max_s``; then ``safe``;
 - ``safe``: fans at zero (the propulsion safe state), mission paused;
 - ``recovering``: health is ``ok`` again: station-keep the current estimated pose for
   ``recover_hold_s``, then back to ``nominal`` (the caller re-plans to its current goal).
@@ -290,7 +293,7 @@ class VisualLocalizer:
 
 
 # ============================================================================ loss response
-GUARD_MODES = ("initialising", "nominal", "braking", "safe", "recovering")
+GUARD_MODES = ("initialising", "nominal", "braking", "searching", "safe", "recovering")
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,11 @@ class GuardParams:
     brake_rate_gain : 1/s, commanded angular deceleration = -brake_rate_gain * estimated body rate
     rest_speed : m/s and rest_rate : rad/s below which braking ends early
     recover_hold_s : s, station-keeping of the current pose after recovery before resuming
+    search_rate : rad/s, opt-in active search: once braked, turn in place about the body z axis
+        at this rate (rate control on the gyro-based body rate only; no force, because the
+        IMU-only velocity drifts) until a view brings localization back, for at most
+        ``search_max_s``; 0 (default) = stop and hold with the fans off, as issue #4 asks
+    search_max_s : s, longest search before the fans go to the safe state
     """
 
     brake_max_s: float = 3.0
@@ -310,6 +318,8 @@ class GuardParams:
     rest_speed: float = 0.005
     rest_rate: float = math.radians(0.5)
     recover_hold_s: float = 3.0
+    search_rate: float = 0.0
+    search_max_s: float = 40.0
 
     def __post_init__(self) -> None:
         for name in ("brake_max_s", "brake_gain", "brake_rate_gain", "rest_speed", "rest_rate"):
@@ -317,6 +327,11 @@ class GuardParams:
                 raise ValueError(f"GuardParams.{name} must be > 0, got {getattr(self, name)}")
         if self.recover_hold_s < 0.0:
             raise ValueError(f"GuardParams.recover_hold_s must be >= 0, got {self.recover_hold_s}")
+        if not (0.0 <= self.search_rate <= math.radians(30.0) and self.search_max_s > 0.0):
+            raise ValueError(
+                f"GuardParams.search_rate must be in [0, 30 deg/s] and search_max_s > 0, got "
+                f"{self.search_rate} rad/s, {self.search_max_s} s"
+            )
 
 
 @dataclass(frozen=True)
@@ -376,7 +391,16 @@ def guard_step(
         )
         if at_rest or t - g.since >= params.brake_max_s:
             why = "estimated at rest" if at_rest else f"braked for {params.brake_max_s:g} s"
+            if params.search_rate > 0.0:
+                deg = math.degrees(params.search_rate)
+                return _to(g, "searching", t, f"{why}; turning in place at {deg:g} deg/s to find a view")
             return _to(g, "safe", t, f"{why}; fans off")
+        return g
+    if g.mode == "searching":
+        if level == HealthLevel.OK:
+            return _to(g, "recovering", t, "localization ok again")
+        if t - g.since >= params.search_max_s:
+            return _to(g, "safe", t, f"searched {params.search_max_s:g} s without a fix; fans off")
         return g
     if g.mode == "safe":
         if level == HealthLevel.OK:
@@ -404,7 +428,17 @@ def guard_fans(
         return None
     if g.mode == "braking" and estimate is not None:
         return brake_command(estimate, robot, params)
+    if g.mode == "searching" and estimate is not None:
+        return search_command(estimate, robot, params)
     return np.full(8, robot.fan_min)
+
+
+def search_command(estimate: RigidBodyState, robot: RobotParams, params: GuardParams) -> np.ndarray:
+    """Fan thrusts (8,) N that turn the robot about its body z axis at ``search_rate``: body-rate
+    control only (the gyro-based rate stays good while lost), zero commanded force."""
+    rate_error = np.array([0.0, 0.0, params.search_rate]) - estimate.omega
+    torque = params.brake_rate_gain * (np.asarray(robot.inertia) @ rate_error)
+    return allocate(np.concatenate([np.zeros(3), torque]), robot).thrust
 
 
 def guard_summary(g: GuardState) -> dict[str, Any]:

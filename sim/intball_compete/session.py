@@ -167,9 +167,15 @@ class MissionSession:
         self.estimator = None
         self.truth = self.backend.state()
         if localization == "vision":
-            from intball_sim.vision_loop import VisionInLoop  # noqa: PLC0415
+            from intball_nav.estimation.visual_localizer import GuardParams  # noqa: PLC0415
+            from intball_sim.vision_loop import VisionInLoop, VisionOptions  # noqa: PLC0415
 
-            self.eye = VisionInLoop(self.module, self.robot, seed=seed, start=scenario.start)
+            # lost during a mission: after braking, turn in place (10 deg/s, at most 40 s) to find a
+            # view instead of waiting with the fans off while the airflow drifts the robot
+            search = GuardParams(search_rate=math.radians(10.0), search_max_s=40.0)
+            self.eye = VisionInLoop(
+                self.module, self.robot, seed=seed, start=scenario.start, options=VisionOptions(guard=search)
+            )
             self.estimate = self.eye.wait_for_fix(self.backend, self.dt)
             self.truth = self.backend.state()
         else:

@@ -241,6 +241,7 @@ function frame() {
   const p = predictNow();
   if (p) predicted.position.set(...p.position);
   if (S.viewPreset === "follow" && robot.visible) followCamera();
+  replayFrame();
   controls.update();
   if (renderer) renderer.render(scene, cam);
   pollGamepad();
@@ -690,7 +691,14 @@ function renderRuns() {
     b.textContent = "log";
     b.setAttribute("data-testid", "compete-run-log");
     b.onclick = () => loadLog(d.id, r.seed, true);
-    cell(tr, "").appendChild(b);
+    const td = cell(tr, "");
+    td.appendChild(b);
+    const rb = document.createElement("button");
+    rb.textContent = "replay";
+    rb.setAttribute("data-testid", "compete-run-replay");
+    rb.disabled = r.state !== "done";
+    rb.onclick = () => loadReplay(d, r.seed);
+    td.appendChild(rb);
     body.appendChild(tr);
   }
 }
@@ -707,6 +715,73 @@ async function loadLog(sid, seed, user) {
     pre.dataset.seed = seed;
   } catch (e) { if (user) toast(`log: ${e.message}`); }
 }
+// replay of a run in the 3D view: true path, estimate path, a marker moving along the true path at 10x
+const RP = { group: null, rows: [], start: 0, speed: 10 };
+function clearReplay() {
+  if (RP.group) {
+    scene.remove(RP.group);
+    RP.group.traverse((o) => { if (o.geometry) o.geometry.dispose(); if (o.material) o.material.dispose(); });
+  }
+  RP.group = null;
+  RP.rows = [];
+  window.__intballReplay = null;
+  const info = $("compete-replay-info");
+  info.classList.add("hidden");
+  info.dataset.points = "0";
+}
+async function loadReplay(d, seed) {
+  let traj;
+  try {
+    traj = await api("GET", `${CB}/submissions/${d.id}/runs/${seed}/trajectory`);
+  } catch (e) { toast(`replay: ${e.message}`); return; }
+  const cols = traj.columns || ["t", "x", "y", "z", "qx", "qy", "qz", "qw", "est_x", "est_y", "est_z"];
+  const ix = (name) => cols.indexOf(name);
+  const [it, ixx, iy, iz, iex, iey, iez] = ["t", "x", "y", "z", "est_x", "est_y", "est_z"].map(ix);
+  const rows = (traj.rows || []).filter((r) => r.length >= cols.length);
+  if (!rows.length) { toast(`replay: no trajectory for submission ${d.id}, seed ${seed}`); return; }
+  clearReplay();
+  const line = (pts, color) => new THREE.Line(
+    new THREE.BufferGeometry().setFromPoints(pts), new THREE.LineBasicMaterial({ color }));
+  const truePts = rows.map((r) => new THREE.Vector3(r[ixx], r[iy], r[iz]));
+  const estPts = iex >= 0 ? rows.map((r) => new THREE.Vector3(r[iex], r[iey], r[iez])) : [];
+  const group = new THREE.Group();
+  group.name = "replay";
+  group.add(line(truePts, 0x4dd2ff));
+  if (estPts.length) group.add(line(estPts, 0xff9f43));
+  const marker = sphere(0x4dd2ff, 1);
+  marker.scale.setScalar(0.08);
+  marker.name = "replay-marker";
+  marker.position.copy(truePts[0]);
+  group.add(marker);
+  scene.add(group);
+  RP.group = group;
+  RP.marker = marker;
+  RP.rows = rows.map((r) => [r[it], r[ixx], r[iy], r[iz]]);
+  RP.start = performance.now();
+  const duration = rows[rows.length - 1][it] - rows[0][it];
+  const info = $("compete-replay-info");
+  $("compete-replay-text").textContent =
+    `replay: ${d.name} (submission ${d.id}), seed ${seed}, ${fmt(duration, 1)} s, ${rows.length} points, ${RP.speed}x`;
+  info.dataset.points = String(rows.length);
+  info.dataset.submissionId = d.id;
+  info.dataset.seed = seed;
+  info.classList.remove("hidden");
+  window.__intballReplay = Object.freeze({ submission: d.id, seed, points: rows.length, duration_s: duration });
+}
+function replayFrame() {
+  const rows = RP.rows;
+  if (!RP.group || rows.length < 1) return;
+  const t0 = rows[0][0];
+  const span = rows[rows.length - 1][0] - t0;
+  // play from the start, hold the end for 1 s, loop
+  const t = span > 0 ? t0 + (((performance.now() - RP.start) / 1000) * RP.speed) % (span + RP.speed) : t0;
+  let i = 0;
+  while (i < rows.length - 2 && rows[i + 1][0] < t) i++;
+  const a = rows[i], b = rows[Math.min(i + 1, rows.length - 1)];
+  const f = b[0] > a[0] ? Math.max(0, Math.min(1, (t - a[0]) / (b[0] - a[0]))) : 0;
+  RP.marker.position.set(a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f, a[3] + (b[3] - a[3]) * f);
+}
+$("compete-replay-clear").onclick = () => clearReplay();
 function renderLeaderboard(rows) {
   const body = $("compete-leaderboard");
   body.innerHTML = "";

@@ -161,11 +161,13 @@ class ControlNode(Node):
         if self._guard.mode == before:
             return
         mode, reason, log = self._guard.mode, self._guard.events[-1].reason, self.get_logger()
-        if mode in ("braking", "safe"):
+        if mode in ("braking", "searching", "safe"):
             if before in ("nominal", "recovering") and self._resume is None and self._gnc.goal is not None:
                 self._resume = (self._gnc.goal, self._gnc.mode)
             self._lost = reason if before in ("nominal", "recovering") else self._lost
-            what = "braking, then fans off" if mode == "braking" else "fans off (safe state)"
+            what = {"braking": "braking, then fans off", "searching": "turning in place to find a view"}.get(
+                mode, "fans off (safe state)"
+            )
             return log.warning(f"localization lost ({reason}): {what}; mission paused")
         if mode == "recovering":
             self._gnc = gnc.hold_position(self._gnc, self._estimate, t)
@@ -195,7 +197,8 @@ class ControlNode(Node):
         if self._guard.paused:
             event = self._guard.events[-1].reason if self._guard.events else self._health.reason
             goal = self._resume[0] if self._resume is not None else self._gnc.goal
-            lost = self._lost if self._guard.mode in ("braking", "safe") and self._lost != event else ""
+            lost_modes = ("braking", "searching", "safe")
+            lost = self._lost if self._guard.mode in lost_modes and self._lost != event else ""
             text = f"localization {self._guard.mode}: " + (f"lost ({lost}); " if lost else "") + event
             self._status_pub.publish(convert.paused_status_msg(text, t, self._mode.name, goal))
         else:
