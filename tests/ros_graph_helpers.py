@@ -93,13 +93,20 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def spin_until(node, predicate: Callable[[], object], timeout: float, what: str):
-    """Spin ``node`` until predicate() is truthy; returns its value or fails naming ``what``."""
+def spin_until(node, predicate: Callable[[], object], timeout: float, what: str, step: float = 0.05):
+    """Spin ``node`` (a node, or an executor holding several) until predicate() is truthy;
+    returns its value or fails naming ``what``."""
     import rclpy
+    from rclpy.executors import Executor
 
+    spin_once = (
+        node.spin_once
+        if isinstance(node, Executor)
+        else lambda timeout_sec: rclpy.spin_once(node, timeout_sec=timeout_sec)
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
+        spin_once(timeout_sec=step)
         value = predicate()
         if value:
             return value

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 from ros_graph_helpers import ensure_domain_id
+from ros_graph_helpers import spin_until as spin_executor_until
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -70,13 +71,7 @@ def graph():
     fans = test.create_publisher(FanCommand, names.FAN_COMMAND, names.RELIABLE_10)
 
     def spin_until(predicate, timeout: float, what: str):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.01)
-            value = predicate()
-            if value:
-                return value
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        return spin_executor_until(executor, predicate, timeout, what, step=0.01)
 
     yield seen, fans, spin_until, robot
     executor.shutdown()

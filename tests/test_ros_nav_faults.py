@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from ros_graph_helpers import ensure_domain_id
+from ros_graph_helpers import spin_until as spin_executor_until
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -85,13 +86,7 @@ def graph():
     executor.add_node(test)
 
     def spin_until(predicate, timeout: float, what: str):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.01)
-            value = predicate()
-            if value:
-                return value
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        return spin_executor_until(executor, predicate, timeout, what, step=0.01)
 
     def call(name: str):
         future = io.client[name].call_async(Trigger.Request())

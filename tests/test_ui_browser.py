@@ -80,13 +80,19 @@ def server(request):
             context.close()
 
 
-def login(browser, server, token):
+def open_console(browser, server):
+    """A new browser context on the console's log-in page (closed by the server fixture)."""
     context = browser.new_context(
         viewport={"width": 1500, "height": 1000}, bypass_csp=True
     )  # wait_for_function evaluates strings
     server.contexts.append(context)
     page = context.new_page()
     page.goto(server.url)
+    return page
+
+
+def login(browser, server, token):
+    page = open_console(browser, server)
     page.fill(tid("login-token"), token)
     page.click(tid("login-submit"))
     page.wait_for_selector(f"{tid('login-panel')}.hidden", state="attached")
@@ -104,12 +110,7 @@ def wait_until(predicate, timeout, what):
 
 
 def test_login_enter_goal_acks_progress_to_completed(browser, server):
-    context = browser.new_context(
-        viewport={"width": 1500, "height": 1000}, bypass_csp=True
-    )  # wait_for_function evaluates strings
-    server.contexts.append(context)
-    page = context.new_page()
-    page.goto(server.url)
+    page = open_console(browser, server)
     page.fill(tid("login-token"), "not-a-token")
     page.click(tid("login-submit"))
     page.wait_for_function(

@@ -328,30 +328,15 @@ def docking_step(
             return _enter(state, "undocked", t, message=msg), DockingCommand(done=True, message=msg)
         return state, DockingCommand(message=state.message)
 
-    if phase == "via":
+    if phase in ("via", "standoff"):  # both legs end at the standoff pose: first reach it, then align
         if inputs.arrived:
-            s = _enter(state, "standoff", t)
-            return _send(
-                s,
-                params.pose_at(params.standoff),
-                params.approach_mode,
-                inputs,
-                params.leg_timeout_margin_s,
-                f"docking: to the standoff {params.standoff:.2f} m",
-            )
-        return state, DockingCommand(message=state.message)
-
-    if phase == "standoff":
-        if inputs.arrived:
-            s = _enter(state, "align", t)
-            return _send(
-                s,
-                params.pose_at(params.standoff),
-                params.final_mode,
-                inputs,
-                params.leg_timeout_margin_s,
-                "docking: aligning on the dock normal",
-            )
+            if phase == "via":
+                nxt, mode = "standoff", params.approach_mode
+                msg = f"docking: to the standoff {params.standoff:.2f} m"
+            else:
+                nxt, mode, msg = "align", params.final_mode, "docking: aligning on the dock normal"
+            goal, margin = params.pose_at(params.standoff), params.leg_timeout_margin_s
+            return _send(_enter(state, nxt, t), goal, mode, inputs, margin, msg)
         return state, DockingCommand(message=state.message)
 
     if phase in ("align", "retreat"):
