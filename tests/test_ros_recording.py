@@ -25,6 +25,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from intball_interfaces.msg import FanCommand, LocalizationHealth  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from intball_ros import convert, names, recording  # noqa: E402
 
@@ -41,6 +42,23 @@ def _stamp(m) -> float:
     return convert.time_from_stamp(m.header.stamp)
 
 
+def _by_stamp(msgs: list, value) -> dict[float, list]:
+    """Stamp -> the values of the messages with that stamp (two messages may share one)."""
+    out: dict[float, list] = {}
+    for m in msgs:
+        out.setdefault(_stamp(m), []).append(value(m))
+    return out
+
+
+def _drain(executor, live: dict[str, list], quiet_s: float, limit_s: float) -> None:
+    """Take what the live subscriptions still hold until ``quiet_s`` s pass with nothing new."""
+    end, quiet_since, n = time.monotonic() + limit_s, time.monotonic(), -1
+    while time.monotonic() < end and time.monotonic() - quiet_since < quiet_s:
+        executor.spin_once(timeout_sec=0.05)
+        count = sum(len(v) for v in live.values())
+        quiet_since, n = (time.monotonic(), count) if count != n else (quiet_since, n)
+
+
 @pytest.mark.ros
 def test_recording_is_readable_by_rosbags_and_replay_reproduces_the_live_ate(tmp_path):
     from rosbags.highlevel import AnyReader
@@ -51,12 +69,15 @@ def test_recording_is_readable_by_rosbags_and_replay_reproduces_the_live_ate(tmp
     g = Graph(["--rate", "2", "--localization", "vision", "--tour", str(tour)], tmp_path / "up.log")
     rclpy.init()
     node = rclpy.create_node("test_record_client")
+    executor = SingleThreadedExecutor()  # cheaper per message than rclpy.spin_once(node)
+    executor.add_node(node)
     live: dict[str, list] = {names.GROUND_TRUTH: [], names.LOCALIZATION_HEALTH: [], names.FAN_COMMAND: []}
-    node.create_subscription(Odometry, names.GROUND_TRUTH, live[names.GROUND_TRUTH].append, 500)
+    # deep queues: under load this process may lag seconds behind the 2x-rate graph
+    node.create_subscription(Odometry, names.GROUND_TRUTH, live[names.GROUND_TRUTH].append, 5000)
     node.create_subscription(
-        LocalizationHealth, names.LOCALIZATION_HEALTH, live[names.LOCALIZATION_HEALTH].append, 200
+        LocalizationHealth, names.LOCALIZATION_HEALTH, live[names.LOCALIZATION_HEALTH].append, 2000
     )
-    node.create_subscription(FanCommand, names.FAN_COMMAND, live[names.FAN_COMMAND].append, 500)
+    node.create_subscription(FanCommand, names.FAN_COMMAND, live[names.FAN_COMMAND].append, 5000)
     rec = subprocess.Popen(
         [
             sys.executable,
@@ -75,16 +96,15 @@ def test_recording_is_readable_by_rosbags_and_replay_reproduces_the_live_ate(tmp
         text=True,
     )
     try:
-        spin_until(node, lambda: rec.poll() is not None, 180.0, f"the recorder\n{g.output()[-3000:]}")
+        spin_until(executor, lambda: rec.poll() is not None, 180.0, f"the recorder\n{g.output()[-3000:]}")
         out = rec.stdout.read()
         assert rec.returncode == 0, out
         assert "intball record: " in out and "messages on" in out
-        t_end = time.monotonic() + 1.0
-        while time.monotonic() < t_end:
-            rclpy.spin_once(node, timeout_sec=0.05)
+        _drain(executor, live, quiet_s=0.5, limit_s=30.0)
     finally:
         if rec.poll() is None:
             rec.kill()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
         g.stop()
@@ -106,13 +126,18 @@ def test_recording_is_readable_by_rosbags_and_replay_reproduces_the_live_ate(tmp
         p, q = a.pose.pose.position, b.pose.pose.position
         assert (p.x, p.y, p.z) == (q.x, q.y, q.z)
         assert a.pose.pose.orientation.w == b.pose.pose.orientation.w
-    health = {(_stamp(m), m.level, m.reason, m.markers_used) for m in live[names.LOCALIZATION_HEALTH]}
-    recorded = [(_stamp(m), m.level, m.reason, m.markers_used) for m in got[names.LOCALIZATION_HEALTH]]
-    assert len(recorded) > 20 and sum(h in health for h in recorded) >= 0.9 * len(recorded)
-    assert any(h[1] == "ok" for h in recorded)
-    fans = {(_stamp(m), tuple(m.thrust)) for m in live[names.FAN_COMMAND]}
-    rec_fans = [(_stamp(m), tuple(np.asarray(m.thrust).tolist())) for m in got[names.FAN_COMMAND]]
-    assert len(rec_fans) > 100 and sum(f in fans for f in rec_fans) >= 0.9 * len(rec_fans)
+    # A reliable keep-last writer drops samples a slow reader has not taken yet, so the test's own
+    # subscriber may miss some under load: compare every recorded message whose stamp the live
+    # subscriber also saw (a mismatch fails), and require many such pairs.
+    health = _by_stamp(live[names.LOCALIZATION_HEALTH], lambda m: (m.level, m.reason, m.markers_used))
+    recorded = _by_stamp(got[names.LOCALIZATION_HEALTH], lambda m: (m.level, m.reason, m.markers_used))
+    pairs = [(r, health[t]) for t, rs in recorded.items() if t in health for r in rs]
+    assert len(pairs) > 20 and all(r in seen for r, seen in pairs), pairs[:5]
+    assert any(v[0] == "ok" for vs in recorded.values() for v in vs)
+    fans = _by_stamp(live[names.FAN_COMMAND], lambda m: tuple(np.asarray(m.thrust).tolist()))
+    rec_fans = _by_stamp(got[names.FAN_COMMAND], lambda m: tuple(np.asarray(m.thrust).tolist()))
+    pairs = [(r, fans[t]) for t, rs in rec_fans.items() if t in fans for r in rs]
+    assert len(pairs) > 100 and all(r in seen for r, seen in pairs), pairs[:5]
 
     # replay: same pipeline offline, ATE close to the live one of the same run
     from intball_ros.launcher import use_features

@@ -218,19 +218,33 @@ def _pump(name: str, stream) -> None:
 
 
 def stop_processes(procs: dict[str, subprocess.Popen], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGINT every live child, then SIGTERM, then SIGKILL, each after ``timeout`` s."""
+    """SIGINT every live child, then SIGTERM, then SIGKILL, each after ``timeout`` s.
+
+    Before SIGKILL a child still alive gets SIGUSR1: our nodes print every thread's Python stack
+    on it (``faulthandler``, see ``intball_ros.nodes.run``), so a hang is reported with its place.
+    """
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         live = [p for p in procs.values() if p.poll() is None]
         if not live:
             return
+        if sig == signal.SIGKILL:
+            for name, p in procs.items():
+                if p.poll() is None:
+                    print(f"intball up: {name} ignored SIGINT and SIGTERM; its stacks follow", flush=True)
+                    _signal(p, signal.SIGUSR1)
+            time.sleep(1.0)
         for p in live:
-            try:
-                p.send_signal(sig)
-            except ProcessLookupError:
-                pass
+            _signal(p, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(p.poll() is None for p in live):
             time.sleep(0.05)
+
+
+def _signal(p: subprocess.Popen, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except ProcessLookupError:
+        pass
 
 
 class _Stop:
@@ -296,10 +310,12 @@ def run_composed(specs: list[NodeSpec]) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from intball_ros.nodes import NodeFinished
+    from rclpy.signals import SignalHandlerOptions
+
+    from intball_ros.nodes import NodeFinished, spin_until_signal
 
     os.environ.update(child_environment())
-    rclpy.init()  # rclpy's SIGINT/SIGTERM handlers shut the context down: spin() returns
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # see nodes.spin_until_signal
     executor = SingleThreadedExecutor()
     nodes = []
     code = 0
@@ -309,9 +325,9 @@ def run_composed(specs: list[NodeSpec]) -> int:
             node = module.NODE_CLASS(cli_args=params_cli_args(spec.params))
             nodes.append(node)
             executor.add_node(node)
-        executor.spin()
+        spin_until_signal(executor)
         print("intball up: interrupted; stopping nodes", flush=True)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         print("intball up: interrupted; stopping nodes", flush=True)
     except NodeFinished as done:
         code = done.code
