@@ -208,6 +208,7 @@ def test_cameras_publish_documented_sizes_then_sigint_exits_cleanly(tmp_path, cl
         pids = g.child_pids()
         assert g.interrupt(30.0) == 0
         assert "intball up: exit 0" in g.output()
+        assert "unclean exit" not in g.output() and "Traceback" not in g.output(), g.output()[-3000:]
         time.sleep(0.2)
         assert [n for n, pid in pids.items() if pid_alive(pid)] == []
     finally:

@@ -309,37 +309,37 @@ def run_composed(specs: list[NodeSpec]) -> int:
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
     from rclpy.signals import SignalHandlerOptions
 
-    from intball_ros.nodes import NodeFinished, spin_until_signal
+    from intball_ros.nodes import NodeFinished, spin_until, stop_on_signals
 
     os.environ.update(child_environment())
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # see nodes.spin_until_signal
-    executor = SingleThreadedExecutor()
     nodes = []
     code = 0
-    try:
-        for spec in specs:
-            module = importlib.import_module(f"intball_ros.nodes.{spec.module}")
-            node = module.NODE_CLASS(cli_args=params_cli_args(spec.params))
-            nodes.append(node)
-            executor.add_node(node)
-        spin_until_signal(executor)
-        print("intball up: interrupted; stopping nodes", flush=True)
-    except ExternalShutdownException:
-        print("intball up: interrupted; stopping nodes", flush=True)
-    except NodeFinished as done:
-        code = done.code
-        print(f"intball up: tour finished (code {code}); stopping the graph", flush=True)
-    except Exception as exc:  # a node crashed: report it, stop the rest
-        print(f"intball up: a node failed: {type(exc).__name__}: {exc}", flush=True)
-        code = 1
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        for node in reversed(nodes):
-            node.destroy_node()
-        rclpy.try_shutdown()
+    with stop_on_signals() as stop:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # see nodes.stop_on_signals
+        executor = SingleThreadedExecutor()
+        try:
+            for spec in specs:
+                module = importlib.import_module(f"intball_ros.nodes.{spec.module}")
+                node = module.NODE_CLASS(cli_args=params_cli_args(spec.params))
+                nodes.append(node)
+                executor.add_node(node)
+            spin_until(executor, stop)
+            print("intball up: interrupted; stopping nodes", flush=True)
+        except ExternalShutdownException:
+            print("intball up: interrupted; stopping nodes", flush=True)
+        except NodeFinished as done:
+            code = done.code
+            print(f"intball up: tour finished (code {code}); stopping the graph", flush=True)
+        except Exception as exc:  # a node crashed: report it, stop the rest
+            print(f"intball up: a node failed: {type(exc).__name__}: {exc}", flush=True)
+            code = 1
+        finally:
+            executor.shutdown(timeout_sec=2.0)
+            for node in reversed(nodes):
+                node.destroy_node()
+            rclpy.try_shutdown()
     print(f"intball up: exit {code}", flush=True)
     return code
 

@@ -6,11 +6,12 @@ a node class that the launcher can also instantiate in one process (``intball up
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
@@ -26,47 +27,54 @@ class NodeFinished(Exception):
         self.code = code
 
 
-def spin_until_signal(executor: Executor, poll_s: float = 0.1) -> None:
-    """Spin until SIGINT or SIGTERM (or an external shutdown of the context).
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM set the yielded event (instead of raising) until the block ends.
 
     rclpy's own handlers are not used (``rclpy.init(signal_handler_options=NO)``): with them a
     SIGINT raises KeyboardInterrupt at an arbitrary point of the executor's Python code while a
     C++ thread shuts the context down, a race that once left a node hung in its shutdown until
-    SIGKILL. Here the handlers only set a flag, which the loop reads between callbacks (every
-    ``poll_s`` s at the latest), and the one main thread then shuts everything down in order.
+    SIGKILL. Here the flag is read between callbacks and the one main thread shuts down in order.
     """
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.is_set() and executor.context.ok():
-            executor.spin_once(timeout_sec=poll_s)
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
+def spin_until(executor: Executor, stop: threading.Event, poll_s: float = 0.1) -> None:
+    """Spin until ``stop`` is set (read every ``poll_s`` s at the latest) or the context ends."""
+    while not stop.is_set() and executor.context.ok():
+        executor.spin_once(timeout_sec=poll_s)
+
+
 def run(make_node: Callable[[], Node]) -> None:
     """Standard main: init, spin until Ctrl-C / SIGTERM / NodeFinished, clean shutdown, exit code.
 
+    A signal during start-up (imports aside) or while spinning ends the node the same quiet way.
     SIGUSR1 prints every thread's Python stack to stderr (the launcher sends it to a node that
     does not stop, before killing it).
     """
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     code = 0
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = make_node()
-        executor.add_node(node)
-        spin_until_signal(executor)
-    except ExternalShutdownException:
-        pass
-    except NodeFinished as done:
-        code = done.code
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    with stop_on_signals() as stop:
+        rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = None
+        executor = SingleThreadedExecutor()
+        try:
+            node = make_node()
+            executor.add_node(node)
+            spin_until(executor, stop)
+        except ExternalShutdownException:
+            pass
+        except NodeFinished as done:
+            code = done.code
+        finally:
+            executor.shutdown()
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     sys.exit(code)
