@@ -1,7 +1,9 @@
 """The console in headless Chromium (Playwright, sync API): log in, fly to an entered goal and
 watch the acks reach completed, a LOS drill makes the robot hold, emergency stop, an observer
-cannot command. The server runs in a thread on 127.0.0.1 (free port) with the kinematic
-stand-in robot behind the emulated link (the ROS path is tests/test_ui_ros.py).
+cannot command; a keep-out zone added and removed from the panel, a route sent as one command,
+paused and resumed, a snapshot's file downlinked and listed for download. The server runs in
+a thread on 127.0.0.1 (free port) with the kinematic stand-in robot behind the emulated link
+(the ROS path is tests/test_ui_ros.py).
 
 Uses the system Chromium (/usr/bin/chromium, `make install` installs it); Playwright never
 downloads a browser. Screenshots for docs/ui.md go to docs/img/ (INTBALL_UI_SCREENSHOTS=0 skips).
@@ -28,6 +30,7 @@ SPEED = {  # kinematic robot speed factor (x 0.25 m/s nominal)
     "test_login_enter_goal_acks_progress_to_completed": 4.0,
     "test_los_drill_robot_holds_and_alert_must_be_acknowledged": 3.0,
     "test_observer_cannot_command_but_can_emergency_stop": 1.0,
+    "test_route_pause_resume_keep_out_zone_and_snapshot_file": 2.0,
 }
 
 require_browser()
@@ -221,6 +224,9 @@ def test_observer_cannot_command_but_can_emergency_stop(browser, server):
         "action-dock",
         "action-stop",
         "route-send",
+        "route-pause",
+        "route-resume",
+        "keepout-add",
         "los-drill",
         "jog-xp",
     ):
@@ -245,3 +251,86 @@ def test_observer_cannot_command_but_can_emergency_stop(browser, server):
     time.sleep(0.5)
     assert (server.robot.position == x).all()
     op.wait_for_selector(f'{tid("alert-row")}[data-kind="emergency_stop"]', timeout=5000)
+
+
+def test_route_pause_resume_keep_out_zone_and_snapshot_file(browser, server):
+    page = login(browser, server, OP_TOKEN)
+    page.click(tid("control-take"))
+    page.wait_for_function(f"!document.querySelector('{tid('keepout-add')}').disabled")
+    # the module's zones are listed (fixed: no remove button) and drawn
+    page.wait_for_selector(f'{tid("keepout-row")}[data-name="stowage_bag"][data-fixed="yes"]')
+    assert page.locator(f'{tid("keepout-row")}[data-name="stowage_bag"] {tid("keepout-remove")}').count() == 0
+    # add a zone from the console: executed onboard, back in the telemetry, listed, drawn, used by the ghost
+    page.fill(tid("keepout-name"), "cargo_1")
+    page.fill(tid("keepout-min"), "5.0,-0.4,-0.4")
+    page.fill(tid("keepout-max"), "5.6, 0.4, 0.4")
+    page.click(tid("keepout-add"))
+    page.wait_for_selector(
+        f'{tid("command-row")}[data-kind="keep_out_add"][data-state="completed"]', timeout=10000
+    )
+    page.wait_for_selector(f'{tid("keepout-row")}[data-name="cargo_1"][data-fixed="no"]', timeout=5000)
+    assert "cargo_1" in page.evaluate("window.__intballZones")
+    page.fill(tid("goal-x"), "5.3")
+    page.fill(tid("goal-y"), "0.0")
+    page.fill(tid("goal-z"), "0.0")
+    assert page.get_attribute(tid("goal-status"), "data-valid") == "no"
+    assert "cargo_1" in page.inner_text(tid("goal-status"))
+    # a bad zone: the server's reason in the toast, nothing sent
+    page.fill(tid("keepout-name"), "bad")
+    page.fill(tid("keepout-max"), "4.0,0.4,0.4")
+    page.click(tid("keepout-add"))
+    page.wait_for_function(
+        f"document.querySelector('{tid('ui-error')}').textContent.includes('must be below max x')"
+    )
+    # a route of 3 waypoints with holds, sent as one command
+    page.fill(tid("route-hold"), "1.5")
+    for x, y in ((2.6, 0.3), (3.6, -0.3), (4.4, 0.2)):
+        page.fill(tid("goal-x"), str(x))
+        page.fill(tid("goal-y"), str(y))
+        page.click(tid("route-add-goal"))
+    assert page.locator(tid("route-item")).count() == 3
+    page.select_option(tid("route-mode"), "nominal")
+    page.click(tid("route-send"))
+    row = page.locator(f'{tid("command-row")}[data-kind="route"]')
+    row.wait_for()
+    progress = tid("route-progress")
+    page.wait_for_selector(f'{progress}[data-state="flying"][data-n="3"]', timeout=10000)
+    page.wait_for_selector(f'{progress}[data-index="1"]', timeout=15000)
+    page.click(tid("route-pause"))
+    page.wait_for_selector(f'{progress}[data-paused="yes"]', timeout=5000)
+    assert "PAUSED" in page.inner_text(progress)
+    x = server.robot.position.copy()
+    time.sleep(1.0)
+    assert (server.robot.position == x).all(), "the robot moved while the route was paused"
+    assert row.get_attribute("data-state") == "executing"
+    if SHOTS:
+        page.screenshot(path=str(IMG / "console-route.png"), full_page=True)
+    page.click(tid("route-resume"))
+    page.wait_for_selector(f'{progress}[data-paused="no"][data-state="flying"]', timeout=5000)
+    page.wait_for_selector(f'{tid("command-row")}[data-kind="route"][data-state="completed"]', timeout=30000)
+    assert "route complete: 3 waypoints" in row.inner_text()
+    page.wait_for_selector(f'{progress}[data-state="none"]', timeout=5000)
+    assert page.locator(f'{tid("command-row")}[data-kind="goal"]').count() == 0  # one command, no goals
+    kinds = [k for _, k in server.stack.onboard.executed]
+    assert kinds.count("route") == 1 and kinds.count("route_pause") == 1 and kinds.count("route_resume") == 1
+    assert server.robot.position.tolist() == pytest.approx([4.4, 0.2, 0.0], abs=1e-6)
+    # remove the zone from the console: the ghost there is green again
+    page.locator(f'{tid("keepout-row")}[data-name="cargo_1"] {tid("keepout-remove")}').click()
+    page.wait_for_selector(f'{tid("keepout-row")}[data-name="cargo_1"]', state="detached", timeout=10000)
+    assert "cargo_1" not in page.evaluate("window.__intballZones")
+    page.fill(tid("goal-x"), "5.3")
+    page.fill(tid("goal-y"), "0.0")
+    assert page.get_attribute(tid("goal-status"), "data-valid") == "yes"
+    # a snapshot camera task: its image comes down the link and is listed for download
+    page.select_option(tid("camera-task-select"), "snapshot")
+    page.click(tid("camera-task-run"))
+    page.wait_for_selector(
+        f'{tid("command-row")}[data-kind="camera_task"][data-state="completed"]', timeout=10000
+    )
+    page.wait_for_selector(f'{tid("file-row")}[data-state="complete"] {tid("file-download")}', timeout=20000)
+    link = page.locator(tid("file-download")).first
+    assert link.inner_text().startswith("snapshot_") and link.inner_text().endswith(".jpg")
+    href = link.get_attribute("href")
+    size = page.evaluate(f"async () => (await (await fetch('{href}')).arrayBuffer()).byteLength")
+    fid = page.locator(tid("file-row")).first.get_attribute("data-file-id")
+    assert size == len(server.stack.ground.files.files[fid].data) > 0

@@ -652,3 +652,313 @@ def test_camera_task_fails_with_a_reason_on_the_kinematic_stand_in():
             assert record.state.value == "failed" and "CameraTask action" in record.reason
 
     run(body())
+
+
+# -- routes as one command, pause / resume, progress ----------------------------------------
+
+
+async def final_state(client, cid, timeout=15.0):
+    async def done():
+        cmd = await command_state(client, cid)
+        return cmd if cmd["state"] in ("completed", "failed", "rejected", "expired", "cancelled") else None
+
+    return await wait_for(done, timeout, f"command {cid[:8]} final")
+
+
+ROUTE = [[2.4, 0.3, 0.0], [3.2, -0.3, 0.1], [4.0, 0.0, -0.1]]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"waypoints": []}, "1 .. 20 waypoints, got 0"),
+        ({"waypoints": [{"position": [2.0, 0.0, 0.0]}] * 21}, "1 .. 20 waypoints, got 21"),
+        ({"waypoints": "abc"}, "got str"),
+        (
+            {"waypoints": [{"position": [2.0, 0.0, 0.0]}, {"position": [20.0, 0.0, 0.0]}]},
+            "waypoints[1]: x=20.00",
+        ),
+        ({"waypoints": [{"position": [8.8, 0.8, -0.8]}]}, "waypoints[0]: position (8.80, 0.80, -0.80) m"),
+        ({"waypoints": [{"position": [2.0, 0.0]}]}, "waypoints[0]: position: expected a list of 3 numbers"),
+        ({"waypoints": [{"position": [2.0, 0.0, 0.0], "hold_s": -1}]}, "waypoints[0]: hold_s: -1 s"),
+        ({"waypoints": [{"position": [2.0, 0.0, 0.0], "hold_s": 1e9}]}, "hold_s: 1e+09 s is outside"),
+        ({"waypoints": [{"position": [2.0, 0.0, 0.0], "hold_s": "2"}]}, "hold_s: expected a number"),
+        (
+            {"waypoints": [{"position": [2.0, 0.0, 0.0], "flight_mode": "quiet"}]},
+            "unknown field(s) flight_mode",
+        ),
+        ({"waypoints": [{"position": [2.0, 0.0, 0.0]}], "flight_mode": "warp"}, "flight_mode: 'warp'"),
+        ({"waypoints": [{"position": [2.0, 0.0, 0.0]}], "append": True}, "unknown field(s) append"),
+        (
+            {"waypoints": [{"position": [2.0, 0.0, 0.0], "quat": [0, 0, 0, 0]}]},
+            "waypoints[0]: quat: zero norm",
+        ),
+    ],
+)
+def test_bad_routes_are_refused_with_a_reason(body, message):
+    async def run_it():
+        async with Harness() as h:
+            op = await h.client(OP_TOKEN)
+            await op.post("/api/control/take", json={})
+            r = await op.post("/api/route", json=body)
+            assert r.status == 400, await r.text()
+            assert message in (await r.json())["error"], (await r.json())["error"]
+            assert h.stack.ground.queue.records == {}  # nothing queued
+
+    run(run_it())
+
+
+def test_route_is_one_command_with_progress_pause_and_resume():
+    async def body():
+        async with Harness(speed=1.0) as h:
+            op = await h.client(OP_TOKEN)
+            await op.post("/api/control/take", json={})
+            wps = [{"position": p, "hold_s": 0.5} for p in ROUTE]
+            r = await op.post(
+                "/api/route", json={"waypoints": wps, "flight_mode": "nominal", "label": "tour"}
+            )
+            assert r.status == 202, await r.text()
+            cmd = (await r.json())["command"]
+            cid = cmd["id"]
+            assert cmd["kind"] == "route" and len(cmd["payload"]["waypoints"]) == 3
+            # progress in the telemetry the console gets
+            await wait_for(
+                lambda: ((h.stack.ground.telemetry or {}).get("route") or {}).get("index") == 1,
+                15,
+                "waypoint 2",
+            )
+            route = h.stack.ground.telemetry["route"]
+            assert route["command"] == cid and route["n"] == 3 and route["paused"] is False
+            assert route["waypoint"] == ROUTE[1] and route["label"] == "tour"
+            # pause: the robot holds, the route stays executing
+            r = await op.post("/api/commands", json={"kind": "route_pause"})
+            pause = await final_state(op, (await r.json())["command"]["id"])
+            assert pause["state"] == "completed" and "route paused" in pause["reason"], pause
+            assert "of 3" in pause["reason"]
+            await wait_for(
+                lambda: (h.stack.ground.telemetry.get("route") or {}).get("paused"), 5, "paused tm"
+            )
+            x = h.robot.position.copy()
+            await asyncio.sleep(0.8)
+            assert h.robot.position.tolist() == pytest.approx(x.tolist(), abs=1e-9), "moved while paused"
+            assert (await command_state(op, cid))["state"] == "executing"
+            r = await op.post("/api/commands", json={"kind": "route_pause"})
+            again = await final_state(op, (await r.json())["command"]["id"])
+            assert again["state"] == "completed" and "already paused" in again["reason"]
+            # resume: it goes on from the waypoint it was flying to, and completes
+            r = await op.post("/api/commands", json={"kind": "route_resume"})
+            resume = await final_state(op, (await r.json())["command"]["id"])
+            assert resume["state"] == "completed" and "route resumed" in resume["reason"], resume
+            done = await final_state(op, cid, 30)
+            assert done["state"] == "completed" and done["reason"] == "route complete: 3 waypoints"
+            assert [s["state"] for s in done["history"]] == [
+                "queued",
+                "sent",
+                "received",
+                "executing",
+                "completed",
+            ]
+            assert h.robot.position.tolist() == pytest.approx(ROUTE[-1], abs=1e-6)
+            flown = [p for p, _ in h.robot.go_to_calls]
+            assert [p for i, p in enumerate(flown) if i == 0 or p != flown[i - 1]] == ROUTE
+            assert [k for _, k in h.stack.onboard.executed] == [
+                "route",
+                "route_pause",
+                "route_pause",
+                "route_resume",
+            ]
+            await wait_for(lambda: h.stack.ground.telemetry.get("route") is None, 3, "no route in tm")
+            # nothing to pause now
+            r = await op.post("/api/commands", json={"kind": "route_resume"})
+            late = await final_state(op, (await r.json())["command"]["id"])
+            assert late["state"] == "failed" and late["reason"] == "no route is being flown"
+
+    run(body())
+
+
+def test_paused_route_stays_paused_through_a_los_hold_and_resumes_where_it_was():
+    async def body():
+        async with Harness(station_keep_after_s=1.5, speed=1.0) as h:
+            op = await h.client(OP_TOKEN)
+            await op.post("/api/control/take", json={})
+            r = await op.post("/api/route", json={"waypoints": [{"position": p} for p in ROUTE]})
+            cid = (await r.json())["command"]["id"]
+            await wait_for(lambda: h.robot.route is not None and h.robot.route_index == 1, 15, "leg 2")
+            # LOS: the supervisor holds, the backend's route is dropped (suspended)
+            await op.post("/api/link/los", json={"start_in_s": 0, "duration_s": 4.0})
+            await wait_for(lambda: h.stack.onboard.supervisor.action.value == "station_keep", 4, "hold")
+            assert h.robot.route is None and h.stack.onboard.active.suspended
+            # the pause sent during LOS reaches the robot at AOS: bookkeeping, the robot holds
+            r = await op.post("/api/commands", json={"kind": "route_pause"})
+            pause_id = (await r.json())["command"]["id"]
+            pause = await final_state(op, pause_id, 15)
+            assert pause["state"] == "completed" and "paused at waypoint 2 of 3 (holding)" in pause["reason"]
+            await wait_for(lambda: h.stack.onboard.supervisor.action.value == "nominal", 10, "nominal")
+            x = h.robot.position.copy()
+            await asyncio.sleep(0.8)
+            assert h.robot.route is None and h.robot.position.tolist() == pytest.approx(x.tolist(), abs=1e-9)
+            tm_route = h.stack.ground.telemetry["route"]
+            assert tm_route["paused"] and tm_route["index"] == 1
+            r = await op.post("/api/commands", json={"kind": "route_resume"})
+            resume = await final_state(op, (await r.json())["command"]["id"])
+            assert resume["state"] == "completed" and "route resumed at waypoint 2 of 3" in resume["reason"]
+            done = await final_state(op, cid, 30)
+            assert done["state"] == "completed", done
+            assert h.robot.route_calls == [3, 2]  # flown again from waypoint 2, not from the start
+            assert [k for _, k in h.stack.onboard.executed].count("route") == 1
+
+    run(body())
+
+
+def test_keep_out_zone_added_and_removed_through_the_link():
+    async def body():
+        async with Harness(speed=4.0) as h:
+            op = await h.client(OP_TOKEN)
+            await op.post("/api/control/take", json={})
+            box = {"name": "cargo_1", "min": [4.0, -0.5, -0.5], "max": [4.6, 0.5, 0.5]}
+            # ground checks: a fixed zone's name, min >= max, outside the module, bad name, unknown zone
+            for payload, why in (
+                ({**box, "name": "stowage_bag"}, "zone 'stowage_bag' is fixed"),
+                ({**box, "name": "dock"}, "zone 'dock' is fixed"),
+                ({**box, "max": [4.6, -0.5, 0.5]}, "min y=-0.5 m must be below max y=-0.5 m"),
+                ({**box, "max": [4.6, 0.5, 3.0]}, "is not inside the module clear volume"),
+                ({**box, "name": "a b"}, "name: 'a b' is not 1-32 letters"),
+                ({**box, "min": [4.0, "x", 0.0]}, "min: expected a list of 3 numbers"),
+            ):
+                r = await op.post("/api/commands", json={"kind": "keep_out_add", "payload": payload})
+                assert r.status == 400 and why in (await r.json())["error"], (payload, await r.text())
+            r = await op.post(
+                "/api/commands", json={"kind": "keep_out_remove", "payload": {"name": "stowage_bag"}}
+            )
+            assert r.status == 400 and "not removable" in (await r.json())["error"]
+            r = await op.post(
+                "/api/commands", json={"kind": "keep_out_remove", "payload": {"name": "cargo_1"}}
+            )
+            assert r.status == 400 and "no keep-out zone named 'cargo_1'" in (await r.json())["error"]
+            # a zone around the robot is refused onboard, with the reason
+            around = {"name": "here", "min": [1.4, -0.2, 0.0], "max": [1.8, 0.2, 0.4]}
+            r = await op.post("/api/commands", json={"kind": "keep_out_add", "payload": around})
+            refused = await final_state(op, (await r.json())["command"]["id"])
+            assert refused["state"] == "failed" and "move it away first" in refused["reason"], refused
+            # added onboard: in the telemetry, in /api/module, and goals inside it are refused at once
+            r = await op.post("/api/commands", json={"kind": "keep_out_add", "payload": box})
+            added = await final_state(op, (await r.json())["command"]["id"])
+            assert added["state"] == "completed" and added["reason"] == "keep-out zone cargo_1 added"
+            await wait_for(
+                lambda: any(z["name"] == "cargo_1" for z in h.stack.ground.telemetry.get("keep_out") or []),
+                3,
+                "tm",
+            )
+            zones = {z["name"]: z for z in h.stack.ground.telemetry["keep_out"]}
+            assert zones["cargo_1"] == {**box, "fixed": False} and zones["stowage_bag"]["fixed"]
+            m = await (await op.get("/api/module")).json()
+            assert {z["name"] for z in m["keep_out"]} == {"stowage_bag", "cargo_1"}
+            r = await op.post(
+                "/api/commands", json={"kind": "goal", "payload": {"position": [4.3, 0.0, 0.0]}}
+            )
+            assert r.status == 400 and "keep-out zone cargo_1" in (await r.json())["error"]
+            r = await op.post("/api/check_goal", json={"position": [4.3, 0.0, 0.0]})
+            assert (await r.json())["ok"] is False
+            r = await op.post(
+                "/api/route",
+                json={"waypoints": [{"position": [3.0, 0.0, 0.0]}, {"position": [4.3, 0.6, 0.0]}]},
+            )
+            assert r.status == 400 and "waypoints[1]" in (await r.json())["error"]
+            # removed: the same goal flies
+            r = await op.post(
+                "/api/commands", json={"kind": "keep_out_remove", "payload": {"name": "cargo_1"}}
+            )
+            removed = await final_state(op, (await r.json())["command"]["id"])
+            assert removed["state"] == "completed" and removed["reason"] == "keep-out zone cargo_1 removed"
+            await wait_for(lambda: len(h.stack.ground.telemetry["keep_out"]) == 2, 3, "zone gone")  # + dock
+            r = await op.post(
+                "/api/commands", json={"kind": "goal", "payload": {"position": [4.3, 0.0, 0.0]}}
+            )
+            assert r.status == 202
+            assert (await final_state(op, (await r.json())["command"]["id"]))["state"] == "completed"
+
+    run(body())
+
+
+def test_zone_added_over_the_goal_being_flown_stops_it_with_the_reason():
+    async def body():
+        async with Harness(speed=0.5) as h:
+            op = await h.client(OP_TOKEN)
+            await op.post("/api/control/take", json={})
+            r = await op.post(
+                "/api/commands", json={"kind": "goal", "payload": {"position": [6.0, 0.0, 0.0]}}
+            )
+            cid = (await r.json())["command"]["id"]
+            await wait_for(lambda: h.robot.state == "moving", 5, "moving")
+            box = {"name": "spill", "min": [5.5, -0.3, -0.3], "max": [6.5, 0.3, 0.3]}
+            r = await op.post("/api/commands", json={"kind": "keep_out_add", "payload": box})
+            assert (await final_state(op, (await r.json())["command"]["id"]))["state"] == "completed"
+            goal = await final_state(op, cid)
+            assert goal["state"] == "failed" and "goal now refused" in goal["reason"]
+            assert "keep-out zone spill" in goal["reason"]
+            x = h.robot.position.copy()
+            await asyncio.sleep(0.3)
+            assert h.robot.position.tolist() == pytest.approx(x.tolist(), abs=1e-9)
+
+    run(body())
+
+
+# -- camera-task files down the link ----------------------------------------------------------
+
+
+def test_snapshot_file_is_downlinked_capped_paced_and_downloadable():
+    """A snapshot camera task on the stand-in writes a PNG; the bridge sends it down as a capped
+    JPEG in chunks at the file rate; the link loses 30 % of the downlink, so the ground asks
+    for the missing chunks (file_resend) until the SHA-256 matches; then it is downloadable."""
+
+    async def body():
+        lossy = {**FAST_LINK, "downlink.random_loss": 0.3}
+        async with Harness(overrides=lossy) as h:
+            h.stack.onboard.files.rate_bps = 400_000.0
+            op = await h.client(OP_TOKEN)
+            obs = await h.client(OBS_TOKEN)
+            await op.post("/api/control/take", json={})
+            r = await op.post("/api/commands", json={"kind": "camera_task", "payload": {"task": "snapshot"}})
+            task = await final_state(op, (await r.json())["command"]["id"])
+            assert task["state"] == "completed", task
+            assert "files: snapshot_" in task["reason"] and "downlinking 1 image(s)" in task["reason"]
+            t0 = time.monotonic()
+
+            async def complete():
+                files = (await (await obs.get("/api/files")).json())["files"]
+                return files and files[0]["state"] != "receiving" and files[0]
+
+            f = await wait_for(complete, 60, "file downlinked")
+            elapsed = time.monotonic() - t0
+            assert f["state"] == "complete", f
+            sent = h.stack.onboard.files.files[f["id"]]
+            assert f["name"].startswith("snapshot_") and f["name"].endswith(".jpg")
+            assert f["command"] == task["id"] and f["bytes"] == len(sent.data) <= 200_000
+            assert f["chunks"] == -(-len(sent.data) // 8192) >= 5
+            assert f["resends"] >= 1, "30 % loss and no chunk was asked for again?"
+            r = await obs.get(f"/api/files/{f['id']}")
+            assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
+            assert "attachment" in r.headers["Content-Disposition"]
+            data = await r.read()
+            assert data == sent.data and data[:2] == b"\xff\xd8"
+            # paced under the file rate: the chunks took at least bytes * 8 / rate
+            assert elapsed >= 0.9 * len(data) * 8 / 400_000.0
+            resends = [c for c in h.stack.ground.commands() if c["kind"] == "file_resend"]
+            assert resends and all(c["user"] == "ground (file downlink)" for c in resends)
+            print(
+                f"file: {len(data)} B in {f['chunks']} chunks, {elapsed:.2f} s, {f['resends']} resend "
+                f"request(s), onboard sent {h.stack.onboard.files.sent_bytes} B"
+            )
+            assert (await obs.get("/api/files/0123456789ab")).status == 404
+            r = await op.post(
+                "/api/commands", json={"kind": "file_resend", "payload": {"id": "xyz", "chunks": [0]}}
+            )
+            assert r.status == 400 and "is not a file id" in (await r.json())["error"]
+            r = await op.post(
+                "/api/commands",
+                json={"kind": "file_resend", "payload": {"id": "0123456789ab", "chunks": [0]}},
+            )
+            gone = await final_state(op, (await r.json())["command"]["id"])
+            assert gone["state"] == "failed" and "no longer kept onboard" in gone["reason"]
+
+    run(body())

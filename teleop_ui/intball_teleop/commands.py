@@ -8,7 +8,8 @@ Pure: no I/O, no clock. Positions in m, kibo frame; angles only as ``*_deg`` (UI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from intball_nav.frames import quat_from_rpy, quat_normalize
 from intball_nav.module import ModuleGeometry, load_module
 from intball_nav.robot import load_robot_params
-from intball_nav.safety import GoalRejected, check_goal, keep_in_from_module
+from intball_nav.safety import Box, GoalRejected, check_goal, keep_in_from_module
 
 GOAL = "goal"  # fly to a pose (replaces the current motion unless append)
 JOG = "jog"  # small relative move with a short lifetime
@@ -28,9 +29,34 @@ RESUME = "resume"  # leave the emergency-stop latch (and a latched return to doc
 CAMERA_STREAM = "camera_stream"  # choose the downlinked camera and its rate
 CAMERA_TASK = "camera_task"  # snapshot, look_at, survey, inspect, record, read_codes (ROS CameraTask action)
 EMERGENCY_STOP = "emergency_stop"  # == link.protocol.EMERGENCY_STOP
+ROUTE = "route"  # 1..20 waypoints flown in order as one command (ROS: the FollowRoute action)
+ROUTE_PAUSE = "route_pause"  # pause the route being flown (hold where it is)
+ROUTE_RESUME = "route_resume"  # resume a paused route from the waypoint it was flying to
+KEEP_OUT_ADD = "keep_out_add"  # add (or replace) a run-time keep-out box
+KEEP_OUT_REMOVE = "keep_out_remove"  # remove a run-time keep-out box
+FILE_RESEND = (
+    "file_resend"  # chunks of a downlinked camera-task file the ground is missing (sent by the ground)
+)
 
-KINDS = (GOAL, JOG, STOP, STATION_KEEP, DOCK, UNDOCK, RESUME, CAMERA_STREAM, CAMERA_TASK, EMERGENCY_STOP)
-MOTION_KINDS = (GOAL, JOG, DOCK, UNDOCK, CAMERA_TASK)
+KINDS = (
+    GOAL,
+    ROUTE,
+    JOG,
+    STOP,
+    STATION_KEEP,
+    DOCK,
+    UNDOCK,
+    RESUME,
+    ROUTE_PAUSE,
+    ROUTE_RESUME,
+    KEEP_OUT_ADD,
+    KEEP_OUT_REMOVE,
+    FILE_RESEND,
+    CAMERA_STREAM,
+    CAMERA_TASK,
+    EMERGENCY_STOP,
+)
+MOTION_KINDS = (GOAL, ROUTE, JOG, DOCK, UNDOCK, CAMERA_TASK)
 CAMERA_TASKS = ("snapshot", "look_at", "survey", "inspect", "record", "read_codes")
 MAX_RECORD_S = 120.0
 FLIGHT_MODES = ("nominal", "precision", "quiet")
@@ -40,6 +66,11 @@ MAX_JOG_YAW_DEG = 20.0
 MAX_JOG_LIFETIME_S = 3.0
 MAX_CAMERA_RATE_HZ = 5.0
 MAX_ROUTE_WAYPOINTS = 20
+MAX_HOLD_S = 600.0  # per route waypoint
+ZONE_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
+FILE_ID_RE = re.compile(r"[0-9a-f]{12}")
+MAX_RESEND_CHUNKS = 2000
+DOCK_ZONE = "dock"  # the dock body: a fixed zone of the planning map, not a goal check
 
 
 class CommandError(ValueError):
@@ -52,15 +83,44 @@ class Workspace:
 
     module: ModuleGeometry
     radius: float
+    zones: tuple[Box, ...] | None = None  # keep-out boxes in force (None: the module's own)
+    fixed: frozenset[str] | None = None  # names of zones that cannot be removed (None: the module's)
 
     @classmethod
     def default(cls) -> Workspace:
         return cls(load_module(), load_robot_params().radius)
 
+    @property
+    def keep_out(self) -> tuple[Box, ...]:
+        """Every keep-out box in force (kibo, m; not grown), the dock body included when known."""
+        if self.zones is not None:
+            return self.zones
+        return tuple(Box(k.min, k.max, k.name) for k in self.module.keep_out)
+
+    @property
+    def fixed_zones(self) -> frozenset[str]:
+        if self.fixed is not None:
+            return self.fixed
+        return frozenset(k.name for k in self.module.keep_out) | {DOCK_ZONE}
+
+    def with_zones(self, zones: list[dict[str, Any]]) -> Workspace:
+        """This workspace with the zones reported by the robot (``keep_out`` of its telemetry:
+        name, min, max, fixed). Raises CommandError for an unusable zone."""
+        boxes, fixed = [], set()
+        for z in zones:
+            try:
+                boxes.append(Box(np.asarray(z["min"], float), np.asarray(z["max"], float), str(z["name"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CommandError(f"keep_out: bad zone {z!r}: {exc}") from None
+            if z.get("fixed"):
+                fixed.add(str(z["name"]))
+        return replace(self, zones=tuple(boxes), fixed=frozenset(fixed) | {DOCK_ZONE})
+
     def check(self, position: np.ndarray) -> None:
         """Raise CommandError (with the safety reason) unless the robot fits at position."""
+        goal_boxes = [b for b in self.keep_out if b.name != DOCK_ZONE]
         try:
-            check_goal(position, keep_in_from_module(self.module), self.radius, self.module.keep_out)
+            check_goal(position, keep_in_from_module(self.module), self.radius, goal_boxes)
         except GoalRejected as exc:
             raise CommandError(str(exc)) from None
 
@@ -72,7 +132,16 @@ class Workspace:
             "frame": "kibo",
             "clear_volume": {"min": m.clear_min.tolist(), "max": m.clear_max.tolist()},
             "robot_radius": self.radius,
-            "keep_out": [{"name": b.name, "min": b.min.tolist(), "max": b.max.tolist()} for b in m.keep_out],
+            "keep_out": [
+                {
+                    "name": b.name,
+                    "min": b.min.tolist(),
+                    "max": b.max.tolist(),
+                    "fixed": b.name in self.fixed_zones,
+                }
+                for b in self.keep_out
+                if b.name != DOCK_ZONE
+            ],
             "bays": [  # rectangles on the rack faces: centre, face-frame quat (x, y in the face), size
                 {
                     "name": b.name,
@@ -162,6 +231,30 @@ def validate(kind: str, payload: Any, workspace: Workspace) -> dict:
             raise CommandError("append: expected true or false")
         if not isinstance(p.get("label", ""), str) or len(p.get("label", "")) > 64:
             raise CommandError("label: expected a string of at most 64 characters")
+    elif kind == ROUTE:
+        p = _only(payload, kind, {"waypoints", "flight_mode", "label"})
+        route_waypoints(p, workspace)
+    elif kind == KEEP_OUT_ADD:
+        p = _only(payload, kind, {"name", "min", "max"})
+        keep_out_box(p, workspace)
+    elif kind == KEEP_OUT_REMOVE:
+        p = _only(payload, kind, {"name"})
+        name = _zone_name(p)
+        if name in workspace.fixed_zones:
+            raise CommandError(f"zone {name!r} is fixed (module definition): not removable")
+        if name not in {b.name for b in workspace.keep_out}:
+            raise CommandError(f"no keep-out zone named {name!r}")
+    elif kind == FILE_RESEND:
+        p = _only(payload, kind, {"id", "chunks"})
+        if not isinstance(p.get("id"), str) or not FILE_ID_RE.fullmatch(p["id"]):
+            raise CommandError(f"id: {p.get('id')!r} is not a file id (12 hex digits)")
+        chunks = p.get("chunks")
+        if (
+            not isinstance(chunks, list)
+            or not 1 <= len(chunks) <= MAX_RESEND_CHUNKS
+            or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in chunks)
+        ):
+            raise CommandError(f"chunks: expected a list of 1 .. {MAX_RESEND_CHUNKS} chunk numbers >= 0")
     elif kind == JOG:
         p = _only(payload, kind, {"delta", "dyaw_deg", "lifetime_s"})
         d = _vector(p, "delta", 3, [0.0, 0.0, 0.0])
@@ -193,3 +286,55 @@ def validate(kind: str, payload: Any, workspace: Workspace) -> dict:
     else:
         p = _only(payload, kind, set())
     return p
+
+
+def route_waypoints(payload: dict, workspace: Workspace) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(position (3,) m kibo, quat (4,) xyzw, hold s) per waypoint of a ``route`` payload;
+    raises CommandError naming the waypoint and the problem."""
+    wps = payload.get("waypoints")
+    if not isinstance(wps, list) or not 1 <= len(wps) <= MAX_ROUTE_WAYPOINTS:
+        got = f"{len(wps)}" if isinstance(wps, list) else type(wps).__name__
+        raise CommandError(f"waypoints: expected a list of 1 .. {MAX_ROUTE_WAYPOINTS} waypoints, got {got}")
+    if payload.get("flight_mode", "nominal") not in FLIGHT_MODES:
+        raise CommandError(f"flight_mode: {payload['flight_mode']!r} is not one of {', '.join(FLIGHT_MODES)}")
+    label = payload.get("label", "")
+    if not isinstance(label, str) or len(label) > 64:
+        raise CommandError("label: expected a string of at most 64 characters")
+    out = []
+    for i, wp in enumerate(wps):
+        try:
+            w = _only(wp, "waypoint", {"position", "rpy_deg", "quat", "hold_s"})
+            pos = _vector(w, "position", 3)
+            workspace.check(pos)
+            quat = goal_quat(w)
+            hold = _number(w, "hold_s", 0.0, MAX_HOLD_S, "s", 0.0)
+        except CommandError as exc:
+            raise CommandError(f"waypoints[{i}]: {exc}") from None
+        out.append((pos, quat, hold))
+    return out
+
+
+def _zone_name(payload: dict) -> str:
+    name = payload.get("name")
+    if not isinstance(name, str) or not ZONE_NAME_RE.fullmatch(name):
+        raise CommandError(f"name: {name!r} is not 1-32 letters, digits, '_', '-' or '.'")
+    return name
+
+
+def keep_out_box(payload: dict, workspace: Workspace) -> Box:
+    """The keep-out box of a ``keep_out_add`` payload (name, min, max in m, kibo frame), inside
+    the module and not a fixed zone's name; raises CommandError naming the problem."""
+    name = _zone_name(payload)
+    if name in workspace.fixed_zones:
+        raise CommandError(f"name: zone {name!r} is fixed (module definition): choose another name")
+    lo, hi = _vector(payload, "min", 3), _vector(payload, "max", 3)
+    for i, axis in enumerate("xyz"):
+        if lo[i] >= hi[i]:
+            raise CommandError(f"min {axis}={lo[i]:g} m must be below max {axis}={hi[i]:g} m")
+    m = workspace.module
+    if np.any(lo < m.clear_min - 0.01) or np.any(hi > m.clear_max + 0.01):
+        raise CommandError(
+            f"box {lo.tolist()} .. {hi.tolist()} m is not inside the module clear volume "
+            f"{m.clear_min.tolist()} .. {m.clear_max.tolist()} m"
+        )
+    return Box(lo, hi, name)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from . import commands as C
-from .link.protocol import CommandQueue, CommandRecord, ProtocolError, QueueConfig
+from .files import FILE_MAGIC, FileReceiver, InFile
+from .link.protocol import AckState, CommandQueue, CommandRecord, ProtocolError, QueueConfig
 from .link.runtime import LinkEmulator, LinkEnd, detach, run_every
 from .onboard import CAMERA_MAGIC, decode_camera_frame
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 JOG_TTL_S = 2.0  # a jog that has not reached the robot 2 s after issue is dropped onboard
 PREDICT_HORIZON_S = 3.0  # extrapolate the last estimate at most this far
+FILE_STALL_S = 3.0  # a file with no chunk for this long (+ 2 RTT) gets a resend request
+FILE_USER = "ground (file downlink)"  # who sends the automatic file_resend commands
 
 
 @dataclass
@@ -77,7 +80,9 @@ class GroundStation:
     ) -> None:
         self.link = link
         self.end: LinkEnd = link.ground
-        self.workspace = workspace
+        self.workspace = workspace  # with the robot's keep-out zones once telemetry reports them
+        self._base_workspace = workspace
+        self._zones_seen: list | None = None
         self.config = config or GroundConfig()
         self.clock = clock
         # seq continues across restarts: derived from the clock in ms (docs/link.md, Restart)
@@ -89,6 +94,8 @@ class GroundStation:
         self.telemetry_received: float | None = None
         self.frames: dict[str, tuple[dict, bytes, float]] = {}
         self.frame_seq = 0
+        self.files = FileReceiver()
+        self._file_resends: dict[str, str] = {}  # file id -> its pending file_resend command id
         self.alerts: OrderedDict[int, Alert] = OrderedDict()
         self._alert_ids = itertools.count(1)
         self.listeners: set[Callable[[dict[str, Any]], None]] = set()
@@ -105,6 +112,7 @@ class GroundStation:
             loop.create_task(run_every(self.config.poll_s, self.pump, "ground station")),
             loop.create_task(run_every(0.5, self._check_alerts, "ground station")),
             loop.create_task(run_every(1.0, self._emit_link_state, "ground station")),
+            loop.create_task(run_every(1.0, self._check_files, "ground station")),
         ]
 
     async def stop(self) -> None:
@@ -226,6 +234,7 @@ class GroundStation:
             "cameras": {
                 name: {"seq": h["seq"], "stamp": h.get("stamp")} for name, (h, _, _) in self.frames.items()
             },
+            "files": [f.summary() for f in self.files.files.values()],
         }
 
     # -- link I/O -------------------------------------------------------------------------
@@ -242,6 +251,13 @@ class GroundStation:
 
     def _on_downlink(self, data: bytes) -> None:
         now = self.clock()
+        if data.startswith(FILE_MAGIC):
+            f = self.files.on_chunk(data, now)
+            if f is not None and (
+                f.state == "complete" or len(f.chunks) in (1, f.n) or len(f.chunks) % 8 == 0
+            ):
+                self._emit_file(f)
+            return
         if data.startswith(CAMERA_MAGIC):
             try:
                 header, jpeg = decode_camera_frame(data)
@@ -266,9 +282,68 @@ class GroundStation:
                 self.pump()  # the window may have opened for the next command
         elif obj.get("t") == "tm":
             self.telemetry, self.telemetry_received = obj, now
+            self._update_zones(obj.get("keep_out"))
+            if isinstance(obj.get("files"), list):
+                for f in self.files.announced(obj["files"], now):
+                    self._emit_file(f)
             self._emit(
                 {"type": "telemetry", "telemetry": obj, "predicted": self.predicted(), "received": now}
             )
+
+    def _emit_file(self, f: InFile) -> None:
+        self._emit({"type": "file", "file": f.summary()})
+
+    def _check_files(self) -> None:
+        """Ask the robot for the chunks of stalled files (one resend request in flight per file)."""
+        now = self.clock()
+        rtt = self.link.status().rtt_s or 0.0
+        for f in self.files.stalled(now, FILE_STALL_S + 2.0 * rtt):
+            if f.state == "failed":
+                self._emit_file(f)
+                continue
+            pending = self._file_resends.get(f.id)
+            if (
+                pending is not None
+                and pending in self.queue.records
+                and not self.queue.records[pending].state.final
+            ):
+                continue
+            if self.queue.held:
+                continue  # emergency stop: nothing but the stop goes up
+            try:
+                record = self.submit(
+                    C.FILE_RESEND, {"id": f.id, "chunks": f.missing()[: C.MAX_RESEND_CHUNKS]}, FILE_USER
+                )
+            except C.CommandError as exc:
+                log.warning("ground station: file %s: resend not sent: %s", f.id, exc)
+                continue
+            self._file_resends[f.id] = record.command.id
+            f.resends += 1
+            f.last_progress = now
+            f.reason = f"{len(f.missing())} of {f.n} chunks missing: resend {f.resends} requested"
+            self._emit_file(f)
+        for fid, cid in list(self._file_resends.items()):
+            f, record = self.files.files.get(fid), self.queue.records.get(cid)
+            if (
+                f is not None
+                and f.state == "receiving"
+                and record is not None
+                and record.state is AckState.FAILED
+            ):
+                f.state, f.reason = "failed", record.reason  # e.g. no longer kept onboard
+                self._emit_file(f)
+            if f is None or f.state != "receiving" or record is None:
+                del self._file_resends[fid]
+
+    def _update_zones(self, zones: Any) -> None:
+        """Ground checks (goals, routes, zone edits) use the zones the robot reports."""
+        if not isinstance(zones, list) or zones == self._zones_seen:
+            return
+        try:
+            self.workspace = self._base_workspace.with_zones(zones)
+        except C.CommandError as exc:
+            log.warning("ground station: keep-out zones in telemetry ignored: %s", exc)
+        self._zones_seen = zones
 
     def _on_change(self, record: CommandRecord) -> None:
         if record.command.id in self.meta:  # submit() emits the first state itself

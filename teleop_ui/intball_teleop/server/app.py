@@ -229,7 +229,7 @@ async def state(request: web.Request) -> web.Response:
 
 async def module(request: web.Request) -> web.Response:
     _need(request)
-    return web.json_response(request.app[STACK].workspace.describe())
+    return web.json_response(request.app[STACK].ground.workspace.describe())
 
 
 async def link_state(request: web.Request) -> web.Response:
@@ -241,7 +241,7 @@ async def check_goal(request: web.Request) -> web.Response:
     _need(request)
     body = await _json_body(request)
     try:
-        C.validate(C.GOAL, body, request.app[STACK].workspace)
+        C.validate(C.GOAL, body, request.app[STACK].ground.workspace)
     except C.CommandError as exc:
         return web.json_response({"ok": False, "reason": str(exc)})
     return web.json_response({"ok": True, "reason": ""})
@@ -278,31 +278,14 @@ async def emergency_stop(request: web.Request) -> web.Response:
 
 
 async def post_route(request: web.Request) -> web.Response:
+    """A route is ONE command over the link (kind ``route``): the robot flies it with its
+    FollowRoute action, so it is received, executed and acknowledged once, as a whole."""
     s = _need(request, control=True)
     body = await _json_body(request)
-    waypoints = body.get("waypoints")
-    if not isinstance(waypoints, list) or not 1 <= len(waypoints) <= C.MAX_ROUTE_WAYPOINTS:
-        return _error(400, f"waypoints: expected a list of 1 .. {C.MAX_ROUTE_WAYPOINTS} waypoints")
-    ws = request.app[STACK].workspace
-    payloads = []
-    for i, wp in enumerate(waypoints):
-        if not isinstance(wp, dict):
-            return _error(400, f"waypoints[{i}]: expected an object")
-        payload = {
-            **wp,
-            "append": i > 0 or bool(body.get("append", False)),
-            "label": f"route {i + 1}/{len(waypoints)}",
-        }
-        try:
-            C.validate(C.GOAL, payload, ws)
-        except C.CommandError as exc:
-            return _error(400, f"waypoints[{i}]: {exc}")
-        payloads.append(payload)
-    if not request.app[SESSIONS].allow_command(s):
-        return _error(429, "command rate limit exceeded")
-    ground = request.app[STACK].ground
-    records = [ground.record_dict(ground.submit(C.GOAL, p, s.user)) for p in payloads]
-    return web.json_response({"commands": records}, status=202)
+    extra = set(body) - {"waypoints", "flight_mode", "label"}
+    if extra:
+        return _error(400, f"route: unknown field(s) {', '.join(sorted(extra))}")
+    return await _submit(request, s, C.ROUTE, body)
 
 
 async def cancel_pending(request: web.Request) -> web.Response:
@@ -365,6 +348,28 @@ async def camera(request: web.Request) -> web.StreamResponse:
     return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)
 
 
+async def list_files(request: web.Request) -> web.Response:
+    _need(request)
+    return web.json_response({"files": [f.summary() for f in request.app[STACK].ground.files.files.values()]})
+
+
+async def get_file(request: web.Request) -> web.Response:
+    """A downlinked camera-task file (JPEG), once every chunk arrived and its SHA-256 matched."""
+    _need(request)
+    fid = request.match_info["id"]
+    f = request.app[STACK].ground.files.files.get(fid)
+    if f is None:
+        return _error(404, f"no downlinked file {fid!r}")
+    if f.data is None:
+        why = f.reason or f"{len(f.chunks)} of {f.n} chunks received"
+        return _error(409, f"file {f.name or fid} is {f.state}: {why}")
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{f.name or fid + ".jpg"}"',
+    }
+    return web.Response(body=f.data, content_type="image/jpeg", headers=headers)
+
+
 async def mission_parse(request: web.Request) -> web.Response:
     """Mission YAML (intball_nav.mission format) -> waypoints, validated by load_mission."""
     _need(request)
@@ -416,7 +421,7 @@ async def mission_export(request: web.Request) -> web.Response:
     start = body.get("start")
     if not isinstance(waypoints, list) or not 1 <= len(waypoints) <= C.MAX_ROUTE_WAYPOINTS:
         return _error(400, f"waypoints: expected 1 .. {C.MAX_ROUTE_WAYPOINTS} waypoints")
-    ws = request.app[STACK].workspace
+    ws = request.app[STACK].ground.workspace
     out = []
     for i, w in enumerate([start, *waypoints]):
         field = "start" if i == 0 else f"waypoints[{i - 1}]"
@@ -533,6 +538,8 @@ def create_app(
     r.add_get("/api/alerts", list_alerts)
     r.add_post("/api/alerts/{id}/ack", ack_alert)
     r.add_get("/api/camera/{camera}.jpg", camera)
+    r.add_get("/api/files", list_files)
+    r.add_get("/api/files/{id}", get_file)
     r.add_post("/api/mission/parse", mission_parse)
     r.add_post("/api/mission/export", mission_export)
     r.add_get("/api/ws", websocket)

@@ -90,6 +90,44 @@ SPEC: dict[str, Any] = {
                 },
                 "additionalProperties": False,
             },
+            "RouteWaypoint": {
+                "type": "object",
+                "required": ["position"],
+                "properties": {
+                    "position": {**_vec3, "description": "m, kibo; inside keep-in, outside keep-out zones"},
+                    "rpy_deg": _vec3,
+                    "quat": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+                    "hold_s": {"type": "number", "minimum": 0, "maximum": C.MAX_HOLD_S, "description": "s"},
+                },
+                "additionalProperties": False,
+            },
+            "Route": {
+                "type": "object",
+                "description": "payload of a route command: flown in order as one command (FollowRoute)",
+                "required": ["waypoints"],
+                "properties": {
+                    "waypoints": {
+                        "type": "array",
+                        "items": _ref("RouteWaypoint"),
+                        "minItems": 1,
+                        "maxItems": C.MAX_ROUTE_WAYPOINTS,
+                    },
+                    "flight_mode": {"enum": list(C.FLIGHT_MODES)},
+                    "label": {"type": "string", "maxLength": 64},
+                },
+                "additionalProperties": False,
+            },
+            "KeepOutBox": {
+                "type": "object",
+                "description": "payload of keep_out_add: a box (m, kibo) inside the module, min < max",
+                "required": ["name", "min", "max"],
+                "properties": {
+                    "name": {"type": "string", "pattern": C.ZONE_NAME_RE.pattern},
+                    "min": _vec3,
+                    "max": _vec3,
+                },
+                "additionalProperties": False,
+            },
             "CommandRequest": {
                 "type": "object",
                 "required": ["kind"],
@@ -98,7 +136,10 @@ SPEC: dict[str, Any] = {
                     "payload": {
                         "type": "object",
                         "description": (
-                            "goal: Goal; jog: {delta: [dx, dy, dz] m (<= 0.25 m), dyaw_deg (<= 20), "
+                            "goal: Goal; route: Route; route_pause, route_resume: {} (the route being "
+                            "flown); keep_out_add: KeepOutBox; keep_out_remove: {name}; file_resend: "
+                            "{id, chunks} (sent by the ground station itself for missing file chunks); "
+                            "jog: {delta: [dx, dy, dz] m (<= 0.25 m), dyaw_deg (<= 20), "
                             "lifetime_s (0.2 .. 3)}; camera_stream: {camera: main|nav_left|nav_right, "
                             "rate_hz 0 .. 5}; camera_task: {task: snapshot|look_at|inspect|survey|record|"
                             "read_codes, "
@@ -158,13 +199,33 @@ SPEC: dict[str, Any] = {
                     "acknowledged_at": {"type": ["number", "null"]},
                 },
             },
+            "File": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "command": {"type": ["string", "null"], "description": "the camera_task command"},
+                    "bytes": {"type": "integer"},
+                    "chunks": {"type": "integer"},
+                    "received": {"type": "integer"},
+                    "state": {"enum": ["receiving", "complete", "failed"]},
+                    "reason": {"type": "string"},
+                    "resends": {"type": "integer"},
+                    "first_seen": {"type": "number"},
+                    "completed": {"type": ["number", "null"]},
+                },
+            },
             "Link": {
                 "type": "object",
                 "description": "AOS/LOS, rtt_s, losses, time_to_next_los_s, profile, ...",
             },
             "State": {
                 "type": "object",
-                "description": "telemetry, predicted, link, commands, alerts, cameras",
+                "description": (
+                    "telemetry (with route: {command, index, n, paused, suspended, waypoint, label} "
+                    "or null, keep_out: [{name, min, max, fixed}]), predicted, link, commands, "
+                    "alerts, cameras"
+                ),
             },
         },
     },
@@ -257,20 +318,11 @@ SPEC: dict[str, Any] = {
         },
         "/api/route": {
             "post": _op(
-                f"fly a route: 1 .. {C.MAX_ROUTE_WAYPOINTS} goals, queued in order (holder of control)",
-                {"202": _json({"type": "object"}), **CONTROL_ERR},
-                {
-                    "type": "object",
-                    "required": ["waypoints"],
-                    "properties": {
-                        "waypoints": {
-                            "type": "array",
-                            "items": _ref("Goal"),
-                            "maxItems": C.MAX_ROUTE_WAYPOINTS,
-                        },
-                        "append": {"type": "boolean"},
-                    },
-                },
+                f"fly a route of 1 .. {C.MAX_ROUTE_WAYPOINTS} waypoints as ONE route command (holder of "
+                "control); same as POST /api/commands {kind: route, payload}; replaces the current motion; "
+                "pause / resume: kinds route_pause / route_resume; progress: telemetry.route",
+                {"202": _json({"type": "object", "properties": {"command": _ref("Command")}}), **CONTROL_ERR},
+                _ref("Route"),
             )
         },
         "/api/alerts": {
@@ -298,6 +350,29 @@ SPEC: dict[str, Any] = {
                 parameters=[
                     {"name": "camera", "in": "path", "required": True, "schema": {"enum": list(C.CAMERAS)}}
                 ],
+            )
+        },
+        "/api/files": {
+            "get": _op(
+                "camera-task files downlinked (or being downlinked) from the robot",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"files": {"type": "array", "items": _ref("File")}}}
+                    ),
+                    **ERR,
+                },
+            )
+        },
+        "/api/files/{id}": {
+            "get": _op(
+                "a downlinked file (JPEG, attachment) once complete and verified",
+                {
+                    "200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+                    "404": _json(_ref("Error")),
+                    "409": _json(_ref("Error"), "not complete (yet): receiving or failed, with the reason"),
+                    **ERR,
+                },
+                parameters=[_ID],
             )
         },
         "/api/mission/parse": {

@@ -7,7 +7,7 @@ const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const S = {
   session: null, module: null, telemetry: null, predicted: null, link: null,
   commands: new Map(), alerts: [], route: [], camera: "main", lastTelemetryAt: null,
-  history: [], deadman: false, keys: new Set(),
+  history: [], deadman: false, keys: new Set(), zones: null, zonesKey: "", routeStatus: null, files: new Map(),
 };
 
 // ---------------------------------------------------------------- helpers
@@ -76,10 +76,11 @@ function renderSession() {
   $("control-take").disabled = !operator || inControl;
   $("control-release").disabled = !inControl;
   document.querySelectorAll("[data-needs-control]").forEach((el) => { el.disabled = !inControl; });
+  document.querySelectorAll('[data-testid="keepout-remove"]').forEach((el) => { el.disabled = !inControl || el.dataset.fixed === "yes"; });
   document.body.dataset.role = s.role || "";
   document.body.dataset.inControl = inControl ? "yes" : "no";
 }
-for (const id of ["goal-send", "route-send", "action-undock", "action-dock", "action-station-keep", "action-stop",
+for (const id of ["goal-send", "route-send", "route-pause", "route-resume", "keepout-add", "action-undock", "action-dock", "action-station-keep", "action-stop",
   "action-resume", "action-cancel-pending", "los-drill", "camera-task-run", "jog-xp", "jog-xm", "jog-yp", "jog-ym", "jog-zp", "jog-zm",
   "jog-yawp", "jog-yawm"]) $(id).setAttribute("data-needs-control", "");
 
@@ -137,13 +138,72 @@ function buildModule(m) {
     plane.quaternion.set(...b.quat);
     scene.add(plane);
   }
-  for (const k of m.keep_out) scene.add(boxMesh(k.min, k.max, 0xff4d4d, 0.35));
+  scene.add(zonesGroup);
+  scene.add(routeLine);
+  setZones(m.keep_out);
   scene.add(boxMesh(m.dock.box.min, m.dock.box.max, 0xffc14d, 0.6));
   const r = m.robot_radius;
   for (const s of [robot, predicted, ghost, goalMarker]) s.scale.setScalar(r);
   ghost.position.set(3, 0, 0);
   preset("overview");
 }
+// keep-out zones: the module's at first, then the live ones from the telemetry (the dock body is drawn apart)
+const zonesGroup = new THREE.Group();
+zonesGroup.name = "keep-out";
+function setZones(zones) {
+  const live = zones.filter((z) => z.name !== "dock");
+  const key = JSON.stringify(live);
+  if (key === S.zonesKey) return;
+  S.zonesKey = key;
+  S.zones = live;
+  zonesGroup.traverse((o) => { if (o.geometry) o.geometry.dispose(); if (o.material) o.material.dispose(); });
+  zonesGroup.clear();
+  for (const z of live) {
+    const mesh = boxMesh(z.min, z.max, z.fixed ? 0xff4d4d : 0xff7a3d, 0.35);
+    mesh.name = `zone:${z.name}`;
+    zonesGroup.add(mesh);
+  }
+  window.__intballZones = Object.freeze(zonesGroup.children.map((o) => o.name.slice(5))); // names drawn in the 3D view
+  renderZones();
+  updateGhost(true);
+}
+function renderZones() {
+  const ul = $("keepout-list");
+  ul.innerHTML = "";
+  const inControl = !!(S.session && S.session.in_control);
+  for (const z of S.zones || []) {
+    const li = document.createElement("li");
+    li.setAttribute("data-testid", "keepout-row");
+    li.dataset.name = z.name;
+    li.dataset.fixed = z.fixed ? "yes" : "no";
+    li.textContent = `${z.name}: [${vec(z.min)}] .. [${vec(z.max)}]${z.fixed ? " (module, fixed)" : ""} `;
+    if (!z.fixed) {
+      const b = document.createElement("button");
+      b.textContent = "remove";
+      b.setAttribute("data-testid", "keepout-remove");
+      b.dataset.fixed = "no";
+      b.disabled = !inControl;
+      b.onclick = () => command("keep_out_remove", { name: z.name });
+      li.appendChild(b);
+    }
+    ul.appendChild(li);
+  }
+}
+function parseVec(text) {
+  const v = text.split(",").map((x) => Number.parseFloat(x.trim()));
+  return v.length === 3 && v.every(Number.isFinite) ? v : null;
+}
+$("keepout-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const name = $("keepout-name").value.trim();
+  const min = parseVec($("keepout-min").value), max = parseVec($("keepout-max").value);
+  if (!name) { toast("keep-out zone: give it a name"); return; }
+  if (!min || !max) { toast("keep-out zone: min and max must be x,y,z (3 numbers, m)"); return; }
+  command("keep_out_add", { name, min, max });
+});
+// the route being flown: a line through its waypoints (from the route command's payload)
+const routeLine = new THREE.Line(new THREE.BufferGeometry(), new THREE.LineDashedMaterial({ color: 0xffd36b, dashSize: 0.1, gapSize: 0.06 }));
+routeLine.visible = false;
 function preset(name) {
   S.viewPreset = name;
   const m = S.module;
@@ -173,7 +233,7 @@ function goalCheck(p) {
     if (p[i] > m.clear_volume.max[i] - r) return `${axes[i]}=${p[i].toFixed(2)} m is beyond the keep-in limit ${(m.clear_volume.max[i] - r).toFixed(2)} m`;
     if (p[i] < m.clear_volume.min[i] + r) return `${axes[i]}=${p[i].toFixed(2)} m is below the keep-in limit ${(m.clear_volume.min[i] + r).toFixed(2)} m`;
   }
-  for (const k of m.keep_out) {
+  for (const k of S.zones || m.keep_out) {
     if (p.every((v, i) => v >= k.min[i] - r && v <= k.max[i] + r)) return `inside keep-out zone ${k.name}`;
   }
   return "";
@@ -322,7 +382,7 @@ function renderRoute() {
     const li = document.createElement("li");
     li.dataset.testid = "route-item";
     li.setAttribute("data-testid", "route-item");
-    li.textContent = `[${vec(w.position)}] yaw ${fmt(w.rpy_deg[2], 0)}° ${w.flight_mode}${w.hold_s ? ` hold ${w.hold_s}s` : ""} `;
+    li.textContent = `[${vec(w.position)}] yaw ${fmt((w.rpy_deg || [0, 0, 0])[2], 0)}°${w.hold_s ? ` hold ${w.hold_s} s` : ""} `;
     const del = document.createElement("button");
     del.textContent = "x";
     del.setAttribute("data-testid", "route-remove");
@@ -336,22 +396,52 @@ function addWaypoint(w) {
   S.route.push(w);
   renderRoute();
 }
+function holdS() {
+  const h = Number.parseFloat($("route-hold").value || "0");
+  return Number.isFinite(h) && h > 0 ? h : 0;
+}
 $("route-add-goal").onclick = () => {
   updateGhost(true);
   if (!ghost.userData.valid) { toast($("goal-status").textContent); return; }
-  addWaypoint(goalPayload());
+  const { position, rpy_deg } = goalPayload();
+  addWaypoint({ position, rpy_deg, hold_s: holdS() });
 };
 $("route-add-current").onclick = () => {
   const est = S.telemetry && S.telemetry.estimate;
   if (!est) { toast("no telemetry yet"); return; }
-  addWaypoint({ position: est.pose.position.map((v) => +v.toFixed(3)), rpy_deg: [0, 0, 0], flight_mode: "nominal" });
+  addWaypoint({ position: est.pose.position.map((v) => +v.toFixed(3)), rpy_deg: [0, 0, 0], hold_s: holdS() });
 };
 $("route-clear").onclick = () => { S.route = []; renderRoute(); };
 $("route-send").onclick = async () => {
   if (!S.route.length) { toast("the route is empty"); return; }
-  const waypoints = S.route.map(({ position, rpy_deg, flight_mode }) => ({ position, rpy_deg, flight_mode }));
-  try { await api("POST", "/api/route", { waypoints }); } catch (e) { toast(`route: ${e.message}`); }
+  // one route command: the robot flies it (FollowRoute), pause / resume below, progress in telemetry
+  const waypoints = S.route.map(({ position, rpy_deg, hold_s }) => ({ position, rpy_deg: rpy_deg || [0, 0, 0], hold_s: hold_s || 0 }));
+  try { await api("POST", "/api/route", { waypoints, flight_mode: $("route-mode").value }); } catch (e) { toast(`route: ${e.message}`); }
 };
+$("route-pause").onclick = () => command("route_pause");
+$("route-resume").onclick = () => command("route_resume");
+function renderRouteStatus(r) {
+  S.routeStatus = r;
+  const el = $("route-progress");
+  if (!r) {
+    el.textContent = "no route flying";
+    Object.assign(el.dataset, { state: "none", index: "", n: "", paused: "no", commandId: "" });
+    routeLine.visible = false;
+    return;
+  }
+  const state = r.paused ? "paused" : r.suspended ? "suspended" : "flying";
+  el.textContent = `waypoint ${r.index + 1} of ${r.n} [${vec(r.waypoint)}]${r.paused ? " · PAUSED" : ""}${r.suspended ? " · held (no ground contact)" : ""}`;
+  Object.assign(el.dataset, { state, index: String(r.index), n: String(r.n), paused: r.paused ? "yes" : "no", commandId: r.command });
+  const c = S.commands.get(r.command);
+  const pts = c && c.payload && c.payload.waypoints;
+  if (pts && routeLine.userData.command !== r.command) {
+    routeLine.geometry.dispose();
+    routeLine.geometry = new THREE.BufferGeometry().setFromPoints(pts.map((w) => new THREE.Vector3(...w.position)));
+    routeLine.computeLineDistances();
+    routeLine.userData.command = r.command;
+  }
+  routeLine.visible = !!pts;
+}
 $("route-save").onclick = async () => {
   if (!S.route.length) { toast("the route is empty"); return; }
   const est = S.telemetry && S.telemetry.estimate;
@@ -395,6 +485,30 @@ $("camera-task-run").onclick = () => {
   if (task === "record") payload.duration_s = Number.parseFloat(arg || "10");
   command("camera_task", payload);
 };
+function renderFiles() {
+  const ul = $("files-list");
+  ul.innerHTML = "";
+  for (const f of [...S.files.values()].reverse()) {
+    const li = document.createElement("li");
+    li.setAttribute("data-testid", "file-row");
+    li.dataset.fileId = f.id;
+    li.dataset.state = f.state;
+    li.dataset.bytes = f.bytes;
+    const kb = `${fmt(f.bytes / 1024, 0)} kB`;
+    if (f.state === "complete") {
+      const a = document.createElement("a");
+      a.href = `/api/files/${encodeURIComponent(f.id)}`;
+      a.download = f.name;
+      a.textContent = f.name;
+      a.setAttribute("data-testid", "file-download");
+      li.appendChild(a);
+      li.appendChild(document.createTextNode(` ${kb}`));
+    } else {
+      li.textContent = `${f.name || f.id} ${kb} ${f.state} ${f.received}/${f.chunks}${f.reason ? `: ${f.reason}` : ""}`;
+    }
+    ul.appendChild(li);
+  }
+}
 function showFrame(ev) {
   if (ev.camera !== S.camera) return;
   const img = $("camera-image");
@@ -408,6 +522,8 @@ function applyTelemetry(tm, pred) {
   S.telemetry = tm;
   S.predicted = pred;
   S.lastTelemetryAt = performance.now();
+  if (Array.isArray(tm.keep_out)) setZones(tm.keep_out);
+  renderRouteStatus(tm.route || null);
   const est = tm.estimate;
   $("tm-source").textContent = tm.source;
   $("tm-supervisor").textContent = `${tm.supervisor}${tm.estop ? " · EMERGENCY STOP" : ""} (contact ${fmt(tm.contact_age_s, 1)} s)`;
@@ -493,6 +609,10 @@ function renderLink(l) {
 function detail(c) {
   const p = c.payload || {};
   if (c.kind === "goal") return `[${vec(p.position)}]${p.label ? ` ${p.label}` : ""}`;
+  if (c.kind === "route") return `${(p.waypoints || []).length} waypoints, ${p.flight_mode || "nominal"}${p.label ? ` ${p.label}` : ""}`;
+  if (c.kind === "keep_out_add") return `${p.name} [${vec(p.min)}] .. [${vec(p.max)}]`;
+  if (c.kind === "keep_out_remove") return p.name;
+  if (c.kind === "file_resend") return `file ${p.id}: ${(p.chunks || []).length} chunk(s)`;
   if (c.kind === "jog") return `Δ[${vec(p.delta)}] yaw ${fmt(p.dyaw_deg || 0, 0)}°`;
   if (c.kind === "camera_stream") return `${p.camera} ${p.rate_hz} Hz`;
   if (c.kind === "camera_task") return `${p.task} ${p.point ? `[${vec(p.point)}]` : p.bay || p.duration_s || ""}`;
@@ -817,6 +937,8 @@ function onEvent(ev) {
       renderLink(st.link);
       if (st.telemetry) applyTelemetry(st.telemetry, st.predicted);
       if (st.cameras[S.camera]) showFrame({ camera: S.camera, seq: st.cameras[S.camera].seq });
+      for (const f of st.files || []) S.files.set(f.id, f);
+      renderFiles();
       break;
     }
     case "telemetry": applyTelemetry(ev.telemetry, ev.predicted); break;
@@ -824,6 +946,7 @@ function onEvent(ev) {
     case "alerts": S.alerts = ev.alerts; renderAlerts(); break;
     case "link": renderLink(ev.link); break;
     case "camera": showFrame(ev); break;
+    case "file": S.files.set(ev.file.id, ev.file); renderFiles(); break;
     case "control":
       S.session = { ...S.session, controller: ev.controller, in_control: ev.controller === S.session.user && S.session.in_control };
       api("GET", "/api/session").then((s) => { S.session = s; renderSession(); });

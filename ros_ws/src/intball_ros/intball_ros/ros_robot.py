@@ -7,28 +7,35 @@ navigation node's ``NavigateTo`` action when its server is up (its result comple
 the command); without a navigation node, to ``/intball/goal_pose`` (arrival and rejection then
 come from the guidance status). Stop / station keep / emergency stop / reset call the
 navigation node's Trigger services when they exist; without them the bridge holds the current
-estimate and says so in the log. Callbacks (rclpy thread) only store the latest messages.
+estimate and says so in the log. A route is one ``FollowRoute`` goal (its feedback is the route's
+progress; pause / resume is the ``/intball/route/pause`` service); keep-out zones come from the
+latched ``/intball/keep_out_zones`` and are edited through the keep-out services. Callbacks
+(rclpy thread) only store the latest messages; answers of services reach the bridge through
+its ``done(ok, reason)`` callbacks.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Point, PoseStamped
-from intball_interfaces.action import CameraTask, Dock, NavigateTo, Undock
-from intball_interfaces.msg import FanCommand, GuidanceStatus, LocalizationHealth, RobotMode
+from intball_interfaces.action import CameraTask, Dock, FollowRoute, NavigateTo, Undock
+from intball_interfaces.msg import FanCommand, GuidanceStatus, KeepOutZones, LocalizationHealth, RobotMode
+from intball_interfaces.srv import AddKeepOut, RemoveKeepOut
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Image
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from intball_nav.frames import Pose
 from intball_nav.robot import load_robot_params
+from intball_nav.safety import Box
 from intball_ros import convert, names
 from intball_teleop import commands as C
 
@@ -61,6 +68,11 @@ class RosRobot:
         self._goal: np.ndarray | None = None
         self._goal_sent_at = 0.0
         self._failed = ""
+        self._zones: list[dict] | None = None
+        self._task_files: list[str] = []  # files of the last camera task that succeeded
+        self._route: tuple[object, int, bool] | None = (
+            None  # (token, current waypoint, paused) of the route goal
+        )
         sub = node.create_subscription
         q = names.RELIABLE_10
         sub(Odometry, names.ODOMETRY, self._store("_odom"), q)
@@ -70,6 +82,7 @@ class RosRobot:
         sub(RobotMode, names.MODE, self._store("_mode"), q)
         sub(BatteryState, names.BATTERY, self._store("_battery"), q)
         sub(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, q)
+        sub(KeepOutZones, names.KEEP_OUT_ZONES, self._on_zones, names.LATCHED)
         for camera, topic in IMAGE_TOPICS.items():
             sub(Image, topic, self._on_image(camera), names.IMAGES)
         self._goal_pub = node.create_publisher(PoseStamped, names.GOAL_POSE, q)
@@ -77,12 +90,17 @@ class RosRobot:
         self._dock = ActionClient(node, Dock, names.DOCK)
         self._undock = ActionClient(node, Undock, names.UNDOCK)
         self._camera_task = ActionClient(node, CameraTask, names.CAMERA_TASK)
+        self._follow_route = ActionClient(node, FollowRoute, names.FOLLOW_ROUTE)
         self._nav_token: object | None = None  # the goal whose result we wait for
-        self._pending: tuple[PoseStamped, str, float] | None = None  # goal waiting for the server
+        # a goal waiting for its action server (graph start-up): (client, action name, send, deadline)
+        self._pending: tuple[ActionClient, str, Callable[[], None], float] | None = None
         self._nav_state: tuple[str, str] | None = None
         self._estop = node.create_client(Trigger, names.EMERGENCY_STOP)
         self._station_keep = node.create_client(Trigger, names.STATION_KEEP)
         self._reset = node.create_client(Trigger, names.RESET)
+        self._route_pause = node.create_client(SetBool, names.ROUTE_PAUSE)
+        self._add_zone = node.create_client(AddKeepOut, names.ADD_KEEP_OUT)
+        self._remove_zone = node.create_client(RemoveKeepOut, names.REMOVE_KEEP_OUT)
 
     def _store(self, attr: str):
         def callback(msg) -> None:
@@ -106,6 +124,19 @@ class RosRobot:
         ]
         with self._lock:
             self._faults = faults
+
+    def _on_zones(self, msg: KeepOutZones) -> None:
+        zones = [
+            {
+                "name": z.name,
+                "min": [float(z.min.x), float(z.min.y), float(z.min.z)],
+                "max": [float(z.max.x), float(z.max.y), float(z.max.z)],
+                "fixed": bool(z.fixed),
+            }
+            for z in msg.zones
+        ]
+        with self._lock:
+            self._zones = zones
 
     def _on_status(self, msg: GuidanceStatus) -> None:
         with self._lock:
@@ -161,15 +192,23 @@ class RosRobot:
         with self._lock:
             self._goal, self._failed, self._goal_sent_at = np.asarray(position, float), "", time.monotonic()
             self._nav_token, self._nav_state = None, None
-        if self._nav.server_is_ready():
-            self._send_nav(msg, flight_mode)
-        elif names.NAV_NODE in self.node.get_node_names():
-            # the navigation node owns the controller's goal: wait for its action server
-            with self._lock:
-                self._pending = (msg, flight_mode, time.monotonic() + NAV_WAIT_S)
-                self._nav_token, self._nav_state = object(), ("moving", "waiting for the navigate_to server")
-        else:  # no navigation node (intball up --no-nav): the controller's goal topic
-            self._goal_pub.publish(msg)
+        if not self._start_or_wait(self._nav, names.NAVIGATE_TO, lambda: self._send_nav(msg, flight_mode)):
+            self._goal_pub.publish(
+                msg
+            )  # no navigation node (intball up --no-nav): the controller's goal topic
+
+    def _start_or_wait(self, client: ActionClient, name: str, send: Callable[[], None]) -> bool:
+        """Send now if the action server is up; wait for it (motion() sends it) while the
+        navigation node starts; False when there is no navigation node at all."""
+        if client.server_is_ready():
+            send()
+            return True
+        if names.NAV_NODE not in self.node.get_node_names():
+            return False
+        with self._lock:
+            self._pending = (client, name, send, time.monotonic() + NAV_WAIT_S)
+            self._nav_token, self._nav_state = object(), ("moving", f"waiting for the {name} server")
+        return True
 
     def _send_nav(self, msg: PoseStamped, flight_mode: str) -> None:
         token = object()
@@ -178,6 +217,84 @@ class RosRobot:
             self._nav_token, self._nav_state = token, ("moving", "")
         future = self._nav.send_goal_async(NavigateTo.Goal(target=msg, flight_mode=flight_mode))
         future.add_done_callback(lambda f: self._on_goal_response(token, f))
+
+    def follow_route(self, waypoints: list, flight_mode: str) -> bool:
+        """One FollowRoute goal (kibo frame); False without a navigation node."""
+        goal = FollowRoute.Goal(flight_mode=flight_mode)
+        stamp = self.node.get_clock().now().to_msg()
+        for position, quat, hold in waypoints:
+            msg = convert.pose_stamped_from_pose(
+                Pose(np.asarray(position, float), np.asarray(quat, float)), 0.0
+            )
+            msg.header.stamp = stamp
+            goal.waypoints.append(msg)
+            goal.hold_times.append(float(hold))
+        with self._lock:
+            self._goal, self._failed, self._nav_token, self._nav_state = None, "", None, None
+            self._route = None
+
+        def send() -> None:
+            token = object()
+            with self._lock:
+                self._pending = None
+                self._nav_token, self._nav_state = token, ("moving", "")
+                self._route = (token, 0, False)
+            future = self._follow_route.send_goal_async(goal, feedback_callback=self._route_feedback(token))
+            future.add_done_callback(lambda f: self._on_goal_response(token, f))
+
+        return self._start_or_wait(self._follow_route, names.FOLLOW_ROUTE, send)
+
+    def _route_feedback(self, token: object):
+        def callback(msg) -> None:
+            fb = msg.feedback
+            with self._lock:
+                if self._route is not None and self._route[0] is token:
+                    self._route = (token, int(fb.current_waypoint), bool(fb.paused))
+
+        return callback
+
+    def route_progress(self) -> tuple[int, bool] | None:
+        with self._lock:
+            route, current = self._route, self._nav_token
+        if route is None or route[0] is not current:
+            return None
+        return route[1], route[2]
+
+    def pause_route(self, paused: bool, done: Callable[[bool, str], None]) -> None:
+        self._call(self._route_pause, SetBool.Request(data=paused), names.ROUTE_PAUSE, done)
+
+    def task_files(self) -> list[str]:
+        """Paths the last camera task wrote (the bridge downlinks its images)."""
+        with self._lock:
+            return list(self._task_files)
+
+    def keep_out_zones(self) -> list[dict] | None:
+        with self._lock:
+            return self._zones
+
+    def add_keep_out(self, box: Box, done: Callable[[bool, str], None]) -> None:
+        lo, hi = (Point(x=float(v[0]), y=float(v[1]), z=float(v[2])) for v in (box.min, box.max))
+        self._call(
+            self._add_zone, AddKeepOut.Request(name=box.name, min=lo, max=hi), names.ADD_KEEP_OUT, done
+        )
+
+    def remove_keep_out(self, name: str, done: Callable[[bool, str], None]) -> None:
+        self._call(self._remove_zone, RemoveKeepOut.Request(name=name), names.REMOVE_KEEP_OUT, done)
+
+    def _call(self, client, request, name: str, done: Callable[[bool, str], None]) -> None:
+        """Call a service; done(ok, reason) with its answer (SetBool: message; ours: reason)."""
+        if not client.service_is_ready():
+            done(False, f"no {name} service in this graph (intball up without --no-nav)")
+            return
+
+        def answered(future) -> None:
+            if future.exception() is not None:
+                done(False, f"{name}: {future.exception()}")
+                return
+            res = future.result()
+            done(bool(res.success), str(getattr(res, "reason", "") or getattr(res, "message", "")))
+
+        client.call_async(request).add_done_callback(answered)
 
     def dock(self, undock: bool) -> bool:
         """Start the navigation node's Dock / Undock action; False if it is not available."""
@@ -202,7 +319,7 @@ class RosRobot:
         goal.duration = float(payload.get("duration_s", 0.0))
         token = object()
         with self._lock:
-            self._goal, self._failed = None, ""
+            self._goal, self._failed, self._task_files = None, "", []
             self._nav_token, self._nav_state = token, ("moving", "")
         future = self._camera_task.send_goal_async(goal)
         future.add_done_callback(lambda f: self._on_goal_response(token, f))
@@ -223,6 +340,9 @@ class RosRobot:
         summary = [result.reason] if result.reason and result.reason != "arrived" else []
         if getattr(result, "files", None):
             summary.append("files: " + ", ".join(f.rsplit("/", 1)[-1] for f in result.files))
+            with self._lock:
+                if self._nav_token is token:
+                    self._task_files = [str(f) for f in result.files]
         if getattr(result, "code_ids", None):
             summary.append("codes: " + ", ".join(result.code_ids))
         self._set_nav(token, ("arrived", "; ".join(summary)))
@@ -242,13 +362,13 @@ class RosRobot:
         with self._lock:
             pending = self._pending
         if pending is not None:
-            msg, flight_mode, deadline = pending
-            if self._nav.server_is_ready():
-                self._send_nav(msg, flight_mode)
+            client, name, send, deadline = pending
+            if client.server_is_ready():
+                send()
             elif time.monotonic() > deadline:
                 with self._lock:
                     self._pending, self._nav_state = None, None
-                return "failed", f"no {names.NAVIGATE_TO} action server after {NAV_WAIT_S:g} s"
+                return "failed", f"no {name} action server after {NAV_WAIT_S:g} s"
         with self._lock:
             status, goal, failed, nav = self._status, self._goal, self._failed, self._nav_state
         if nav is not None:
