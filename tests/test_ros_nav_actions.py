@@ -384,6 +384,10 @@ def test_dock_then_undock(user):
     assert res.result.success and res.result.position_error < 0.01
     stages = [f.stage for f in feedback]
     assert "standoff" in stages and "final" in stages, sorted(set(stages))
+    # cameras off: the final approach flies on the state estimate and says so (never silently)
+    assert not res.result.dock_marker_used
+    assert "on the state estimate, not the dock marker: no nav camera images" in res.result.reason
+    assert all("on the state estimate" in f.detail for f in feedback if f.stage == "final")
     spin_until(user.node, lambda: user.modes[-1].mode == "docked", 10.0, "mode docked")
     docked = np.array([1.10, 0.0, 0.63])  # robot touching the dock face centre (docs/autonomy.md)
     assert np.linalg.norm(user.true_position() - docked) < 0.01

@@ -330,6 +330,7 @@ def docking_step(
 
     if phase in ("via", "standoff"):  # both legs end at the standoff pose: first reach it, then align
         if inputs.arrived:
+            nxt: Phase
             if phase == "via":
                 nxt, mode = "standoff", params.approach_mode
                 msg = f"docking: to the standoff {params.standoff:.2f} m"

@@ -47,7 +47,16 @@ from intball_nav.dynamics import RigidBodyState
 from intball_nav.estimation.health import HealthLevel
 from intball_nav.flight_modes import FlightMode
 from intball_nav.frames import KIBO_FRAME, Pose
-from intball_nav.gnc import GncParams, GncState, GncStatus, gnc_step, hold_position, initial_state, set_goal
+from intball_nav.gnc import (
+    GncParams,
+    GncState,
+    GncStatus,
+    LookAtTarget,
+    gnc_step,
+    hold_position,
+    initial_state,
+    set_goal,
+)
 from intball_nav.safety import Box
 
 _FLYING = (Mode.IDLE, Mode.NAVIGATING, Mode.STATION_KEEPING, Mode.UNDOCKING)
@@ -80,13 +89,15 @@ class AutonomyState:
 @dataclass(frozen=True)
 class Request:
     """A service / action request. position (3,) m and quat (4,) xyzw in ``frame_id`` for
-    ``navigate``; flight_mode : name of the flight mode to fly it in."""
+    ``navigate``; flight_mode : name of the flight mode to fly it in; look_at : keep a camera
+    pointed at a point on the way and while holding (``navigate``; the quat is then ignored)."""
 
     event: Event
     frame_id: str = KIBO_FRAME
     position: Any = None
     quat: Any = None
     flight_mode: str = "nominal"
+    look_at: LookAtTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,7 @@ def _apply(
     ctx: Context,
     goal: tuple[Pose, FlightMode] | None = None,
     command_error: str | None = None,
+    look_at: LookAtTarget | None = None,
 ) -> tuple[AutonomyState, Transition]:
     """Run the mode machine on one event and carry out the action."""
     mode, tr = transition(state.mode, event, _guards(state, ctx, command_error), t)
@@ -148,9 +160,10 @@ def _apply(
     a = tr.action
     if a == Action.PLAN_GOAL and goal is not None:
         s = replace(s, docking=None, arrived=False)
-        s = replace(
-            s, gnc=set_goal(s.gnc, goal[0], goal[1], t, estimate, ctx.keep_in, ctx.keep_out, radius=radius)
+        gnc = set_goal(
+            s.gnc, goal[0], goal[1], t, estimate, ctx.keep_in, ctx.keep_out, radius=radius, look_at=look_at
         )
+        s = replace(s, gnc=gnc)
     elif a == Action.HOLD_HERE:
         s = replace(s, docking=None, arrived=False, gnc=hold_position(s.gnc, estimate, t))
     elif a in (Action.FANS_OFF, Action.IDLE_FANS):
@@ -192,7 +205,7 @@ def handle_request(
             goal = (pose, ctx.flight_modes[request.flight_mode])
         except CommandRejected as exc:
             error = str(exc)
-    return _apply(state, event, estimate, t, ctx, goal, error)
+    return _apply(state, event, estimate, t, ctx, goal, error, request.look_at)
 
 
 def tick(state: AutonomyState, inputs: TickInputs, ctx: Context) -> tuple[AutonomyState, TickOutputs]:

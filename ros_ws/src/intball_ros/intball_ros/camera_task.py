@@ -32,6 +32,7 @@ from intball_nav.camera_tasks import (
     tile_images,
 )
 from intball_nav.frames import Pose
+from intball_nav.gnc import LookAtTarget
 from intball_nav.module import RACK_FACES, face_rotation
 from intball_ros import convert
 
@@ -157,8 +158,11 @@ class CameraTasks:
             raise CameraTaskFailed("point must be 3 finite numbers")
         sol = look_at(est.position, target, self._camera.T_base_cam, current_quat=est.quat)
         self._progress(goal_handle, 0.1, f"turning to look at {np.round(target, 2).tolist()} m")
-        await self._fly(goal_handle, token, Pose(est.position, sol.quat), self._mode_name("precision"))
-        result.reason = f"looking at the point, {sol.range:.2f} m away"
+        look = LookAtTarget(target, self._camera.T_base_cam)  # kept by the supervisor while holding
+        await self._fly(
+            goal_handle, token, Pose(est.position, sol.quat), self._mode_name("precision"), look=look
+        )
+        result.reason = f"looking at the point, {sol.range:.2f} m away; held while station keeping"
 
     async def _task_inspect(self, goal_handle, token, g, result) -> None:
         try:

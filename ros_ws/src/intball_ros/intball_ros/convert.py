@@ -26,7 +26,7 @@ from geometry_msgs.msg import (
     WrenchStamped,
 )
 from geometry_msgs.msg import Pose as PoseMsg
-from intball_interfaces.msg import FanCommand, GuidanceStatus, LocalizationHealth
+from intball_interfaces.msg import ControlCommand, FanCommand, GuidanceStatus, LocalizationHealth
 from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu
@@ -105,6 +105,30 @@ def goal_from_msg(msg: PoseStamped, frame_id: str = names.WORLD_FRAME) -> Pose:
     if msg.header.frame_id != frame_id:
         raise InvalidMessage(f"goal frame_id {msg.header.frame_id!r} is not {frame_id!r}")
     return pose_from_msg(msg.pose)
+
+
+def point_from_msg(msg: Point, what: str = "point") -> np.ndarray:
+    """(3,) m of a geometry_msgs/Point; InvalidMessage when not finite."""
+    p = _vec3(msg)
+    if not np.all(np.isfinite(p)):
+        raise InvalidMessage(f"{what} must be 3 finite numbers, got {p.tolist()}")
+    return p
+
+
+def control_command_msg(
+    goal: Pose, flight_mode: str, t: float, look_at: np.ndarray | None = None
+) -> ControlCommand:
+    """ControlCommand ``goal``; with ``look_at`` ((3,) m, kibo) the camera is kept on that point."""
+    msg = ControlCommand(header=header(t, names.WORLD_FRAME), command="goal")
+    msg.goal, msg.flight_mode = msg_from_pose(goal), flight_mode
+    if look_at is not None:
+        msg.look_at_enabled, msg.look_at = True, _point(look_at)
+    return msg
+
+
+def look_at_from_command(msg: ControlCommand) -> np.ndarray | None:
+    """(3,) m kibo look-at point of a ControlCommand, None when not enabled (InvalidMessage: not finite)."""
+    return point_from_msg(msg.look_at, "look_at") if msg.look_at_enabled else None
 
 
 def pose_stamped_from_pose(pose: Pose, t: float, frame_id: str = names.WORLD_FRAME) -> PoseStamped:
