@@ -5,11 +5,19 @@ completed on the state estimate; add a keep-out zone through the link (the navig
 service; its latched zones come back in the telemetry, the ground then refuses a goal inside
 it); fly a route as one command (the FollowRoute action) with a pause and a resume, its
 progress in the telemetry; remove the zone; then an emergency stop.
+
+A second graph (sim at x2) flies a route through a loss of signal longer than the onboard
+station-keep threshold: the bridge holds the robot mid-leg, and after AOS the route goes on
+from the waypoint it was flying to. A third, with the cameras on, takes a snapshot whose JPEG
+comes down the link and is downloaded over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import math
 import time
 
 import aiohttp
@@ -32,6 +40,42 @@ async def send(http, url, kind, payload=None):
     r = await http.post(f"{url}/api/commands", json={"kind": kind, "payload": payload or {}})
     assert r.status == 202, await r.text()
     return (await r.json())["command"]["id"]
+
+
+def start_console(graph: Graph) -> tuple[str, str]:
+    """URL and one-run operator token printed by the bridge of ``graph``."""
+    m = graph.wait_output(r"\[intball_bridge\] ground station: (http://127\.0\.0\.1:\d+)/ ", 90)
+    token = graph.wait_output(r"one-run operator token \(log in with it\): (\S+)", 10).group(1)
+    return m.group(1), token
+
+
+@contextlib.asynccontextmanager
+async def operator(url: str, token: str):
+    """An HTTP session logged in with the token and holding control."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        assert (await http.post(f"{url}/api/login", json={"token": token})).status == 200
+        assert (await http.post(f"{url}/api/control/take", json={})).status == 200
+        yield http
+
+
+async def wait_ready(http, url, timeout=90.0) -> dict:
+    """Telemetry once the graph can fly: an estimate, the controller's status, and the
+    navigation node running (idle or station keeping, not "waiting for" its inputs: until then
+    it refuses goals)."""
+    deadline = time.monotonic() + timeout
+    tm = None
+    while time.monotonic() < deadline:
+        tm = await telemetry(http, url)
+        est = tm and tm["estimate"]
+        if (
+            est
+            and est["guidance"]["state"] != "unknown"
+            and est["mode"] in ("idle", "station_keeping")
+            and not est.get("mode_detail", "").startswith("waiting for")
+        ):
+            return tm
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"graph not ready to fly after {timeout} s: {tm}")
 
 
 async def wait_state(http, url, cid, states, timeout):
@@ -60,18 +104,7 @@ def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
                 assert (await http.post(f"{url}/api/login", json={"token": token})).status == 200
                 assert (await http.post(f"{url}/api/control/take", json={})).status == 200
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    tm = (await (await http.get(f"{url}/api/state")).json())["telemetry"]
-                    # ready to fly: an estimate, the controller's status and the navigation mode
-                    est = tm and tm["estimate"]
-                    if (
-                        est
-                        and est["guidance"]["state"] != "unknown"
-                        and est["mode"] in ("idle", "station_keeping")
-                    ):
-                        break
-                    await asyncio.sleep(0.5)
+                tm = await wait_ready(http, url)
                 assert tm["source"] == "ros" and tm["estimate"]["localization"]["level"] == "ok"
                 r = await http.post(
                     f"{url}/api/commands", json={"kind": "goal", "payload": {"position": GOAL}}
@@ -148,5 +181,191 @@ def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
         asyncio.run(body())
         assert graph.interrupt(40) == 0
         assert "unclean exit" not in graph.output(), graph.output()[-3000:]  # the bridge once aborted
+    finally:
+        graph.stop()
+
+
+# -- a loss of signal in the middle of a route -------------------------------------------------
+
+# start (4.8, 0, 0); a 5 m leg (nominal: 0.2 m/s, 0.01 m/s^2: ~45 s sim) that the LOS hold cuts
+# about 2 m in, far enough from its end that the braking (< 1 m) cannot reach it
+LOS_ROUTE = [([3.0, 0.0, 0.0], 1.0), ([8.0, 0.0, 0.0], 1.0), ([8.0, 0.3, 0.1], 0.0)]
+LOS_S = 14.0  # > the bridge's station_keep_after_s (10 s, intball up's default)
+
+
+def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_path):
+    """Route started; LOS drill (14 s) while it flies its second leg; the onboard supervisor holds
+    the robot mid-leg (navigation mode station_keeping, the route suspended at waypoint 1, seen
+    in the first telemetry after AOS); once contact is steady again the route flies on toward
+    waypoint 1 (never back to waypoint 0), reaches it, then the last one, and the one route
+    command completes, executed once."""
+    graph = Graph(
+        ["--no-cameras", "--rate", "2", "--ui", "--ui-port", "0", "--link-profile", "iss-nominal"],
+        tmp_path / "up.log",
+        domain_id=isolated_domain_id(),
+    )
+    try:
+        url, token = start_console(graph)
+
+        async def body():
+            async with operator(url, token) as http:
+                await wait_ready(http, url)
+                wps = [{"position": p, "hold_s": h} for p, h in LOS_ROUTE]
+                r = await http.post(f"{url}/api/route", json={"waypoints": wps, "label": "los drill"})
+                assert r.status == 202, await r.text()
+                rid = (await r.json())["command"]["id"]
+
+                # flying the second leg: start the LOS now
+                deadline = time.monotonic() + 180
+                while True:
+                    tm = await telemetry(http, url)
+                    route = tm["route"]
+                    if route and route["command"] == rid and route["index"] == 1:
+                        break
+                    assert time.monotonic() < deadline, f"route never reached its second leg: {tm}"
+                    await asyncio.sleep(0.2)
+                r = await http.post(f"{url}/api/link/los", json={"start_in_s": 0, "duration_s": LOS_S})
+                assert r.status == 200, await r.text()
+                assert (await (await http.get(f"{url}/api/link")).json())["aos"] is False
+
+                # the first telemetry after AOS: the robot is held mid-leg, the route suspended
+                t_los = time.monotonic()
+                while True:
+                    state = await (await http.get(f"{url}/api/state")).json()
+                    tm = state["telemetry"]
+                    if state["link"]["aos"] and tm["at_ms"] / 1000.0 > time.time() - 3.0:
+                        break
+                    assert time.monotonic() < t_los + LOS_S + 20, f"no fresh telemetry after AOS: {state}"
+                    await asyncio.sleep(0.2)
+                est, route = tm["estimate"], tm["route"]
+                assert tm["supervisor"] == "station_keep", (tm, graph.output()[-3000:])
+                assert est["mode"] == "station_keeping", est
+                assert route["command"] == rid and route["suspended"] and route["index"] == 1, route
+                held_at = est["pose"]["position"]
+                wp0, wp1 = LOS_ROUTE[0][0], LOS_ROUTE[1][0]
+                assert math.dist(held_at, wp1) > 1.0 and math.dist(held_at, wp0) > 0.5, (
+                    f"not mid-leg: {held_at}"
+                )
+                assert tm["active"] == rid
+                deadline = time.monotonic() + 5  # alerts are evaluated every 0.5 s, kept until acknowledged
+                while True:
+                    alerts = (await (await http.get(f"{url}/api/alerts")).json())["alerts"]
+                    if "supervisor_station_keep" in {a["kind"] for a in alerts}:
+                        break
+                    assert time.monotonic() < deadline, f"no supervisor_station_keep alert: {alerts}"
+                    await asyncio.sleep(0.2)
+
+                # steady contact again: the route flies on from waypoint 1 and completes
+                indices, nearest_wp0, nearest_wp1 = [], math.inf, math.inf
+                resumed = False
+                deadline = time.monotonic() + 240
+                while True:
+                    cmd = (await (await http.get(f"{url}/api/commands/{rid}")).json())["command"]
+                    if cmd["state"] in FINAL:
+                        break
+                    tm = await telemetry(http, url)
+                    pos = tm["estimate"]["pose"]["position"]
+                    if tm["route"] and tm["route"]["command"] == rid:
+                        indices.append(tm["route"]["index"])
+                        resumed |= tm["supervisor"] == "nominal" and not tm["route"]["suspended"]
+                    nearest_wp0 = min(nearest_wp0, math.dist(pos, wp0))
+                    nearest_wp1 = min(nearest_wp1, math.dist(pos, wp1))
+                    assert time.monotonic() < deadline, f"route still {cmd['state']}: {tm}"
+                    await asyncio.sleep(0.2)
+                assert cmd["state"] == "completed", (cmd, graph.output()[-3000:])
+                assert cmd["reason"] == "route complete: 3 waypoints"
+                # executed once: one pass through the onboard states, no re-send needed
+                assert [h["state"] for h in cmd["history"]] == [
+                    "queued",
+                    "sent",
+                    "received",
+                    "executing",
+                    "completed",
+                ], cmd["history"]
+                assert resumed, "the route never showed as flying again after the hold"
+                assert indices and min(indices) == 1 and indices == sorted(indices), indices
+                assert 2 in indices, f"never flew to the last waypoint: {indices}"
+                # never back to waypoint 0 (settling onto the hold point after braking is all the
+                # way back it may go), and waypoint 1 itself was reached
+                assert nearest_wp0 > 0.5 * math.dist(held_at, wp0), (
+                    f"flew back toward {wp0}: {nearest_wp0:.2f} m"
+                )
+                assert nearest_wp1 < 0.05, f"waypoint 1 skipped: came within {nearest_wp1:.3f} m"
+                est = (await telemetry(http, url))["estimate"]
+                assert est["pose"]["position"] == pytest.approx(LOS_ROUTE[-1][0], abs=0.03)
+                routes = [c for c in (await (await http.get(f"{url}/api/commands")).json())["commands"]]
+                assert [c["id"] for c in routes if c["kind"] == "route"] == [rid]
+                print(f"LOS hold at {[round(v, 2) for v in held_at]} m; route indices {sorted(set(indices))}")
+
+        asyncio.run(body())
+        assert graph.interrupt(40) == 0
+        assert "unclean exit" not in graph.output(), graph.output()[-3000:]
+    finally:
+        graph.stop()
+
+
+# -- a snapshot downlinked as a file -------------------------------------------------------------
+
+
+def test_snapshot_camera_task_comes_down_as_a_jpeg_file(tmp_path):
+    """Cameras on: a snapshot camera task started from the ground API (the navigation node's
+    CameraTask action writes a PNG); the bridge downlinks it as a capped JPEG in chunks; GET
+    /api/files/{id} returns exactly that JPEG (SHA-256 as announced, and as the onboard encoding
+    of the PNG on disk), a valid image of the snapshot."""
+    import cv2
+    import numpy as np
+
+    from intball_teleop.files import MAX_FILE_BYTES, jpeg_capped
+
+    data_dir = tmp_path / "data"
+    graph = Graph(
+        ["--localization", "truth-noise", "--data-dir", str(data_dir), "--ui", "--ui-port", "0"],
+        tmp_path / "up.log",
+        domain_id=isolated_domain_id(),
+    )
+    try:
+        url, token = start_console(graph)
+
+        async def body():
+            async with operator(url, token) as http:
+                await wait_ready(http, url)
+                cid = await send(http, url, "camera_task", {"task": "snapshot"})
+                task = await wait_state(http, url, cid, FINAL, 60)
+                assert task["state"] == "completed", (task, graph.output()[-3000:])
+                assert "files: snapshot_" in task["reason"] and "downlinking 1 image(s)" in task["reason"]
+                deadline = time.monotonic() + 60
+                while True:
+                    files = (await (await http.get(f"{url}/api/files")).json())["files"]
+                    mine = [f for f in files if f["command"] == cid]
+                    if mine and mine[0]["state"] != "receiving":
+                        break
+                    assert time.monotonic() < deadline, f"file not downlinked: {files}"
+                    await asyncio.sleep(0.25)
+                f = mine[0]
+                assert f["state"] == "complete", f
+                r = await http.get(f"{url}/api/files/{f['id']}")
+                assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
+                return f, await r.read()
+
+        f, data = asyncio.run(body())
+        pngs = sorted(data_dir.glob("snapshot_*.png"))
+        assert len(pngs) == 1, pngs
+        assert f["name"] == pngs[0].stem + ".jpg" and f["bytes"] == len(data) <= MAX_FILE_BYTES
+        digest = hashlib.sha256(data).hexdigest()
+        assert digest == f["sha256"]
+        assert digest == hashlib.sha256(jpeg_capped(pngs[0])).hexdigest()  # the onboard encoding
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        png = cv2.imread(str(pngs[0]), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape == png.shape, (None if img is None else img.shape, png.shape)
+        # the same picture: JPEG error only (PSNR), and not a blank frame
+        mse = float(np.mean((img.astype(float) - png.astype(float)) ** 2))
+        psnr = 10 * math.log10(255.0**2 / max(mse, 1e-9))
+        assert psnr > 30.0 and float(png.std()) > 5.0, (psnr, float(png.std()))
+        print(
+            f"snapshot {png.shape[1]}x{png.shape[0]} px -> {len(data)} B JPEG in {f['chunks']} chunks, "
+            f"PSNR {psnr:.1f} dB, resends {f['resends']}"
+        )
+        assert graph.interrupt(40) == 0
+        assert "unclean exit" not in graph.output(), graph.output()[-3000:]
     finally:
         graph.stop()

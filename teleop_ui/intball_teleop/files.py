@@ -188,6 +188,7 @@ class InFile:
             "name": self.name,
             "command": self.command,
             "bytes": self.size,
+            "sha256": self.sha256,  # announced by the robot; a complete file's data matches it
             "chunks": self.n,
             "received": len(self.chunks),
             "state": self.state,

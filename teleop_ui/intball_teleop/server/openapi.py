@@ -206,6 +206,10 @@ SPEC: dict[str, Any] = {
                     "name": {"type": "string"},
                     "command": {"type": ["string", "null"], "description": "the camera_task command"},
                     "bytes": {"type": "integer"},
+                    "sha256": {
+                        "type": "string",
+                        "description": "hex SHA-256 of the file as sent by the robot ('' before a chunk)",
+                    },
                     "chunks": {"type": "integer"},
                     "received": {"type": "integer"},
                     "state": {"enum": ["receiving", "complete", "failed"]},

@@ -533,7 +533,7 @@ function applyTelemetry(tm, pred) {
   $("tm-position").textContent = vec(p, 3);
   $("tm-position").dataset.x = p[0]; $("tm-position").dataset.y = p[1]; $("tm-position").dataset.z = p[2];
   $("tm-velocity").textContent = vec(est.velocity, 3);
-  $("tm-mode").textContent = est.mode;
+  $("tm-mode").textContent = `${est.mode}${est.mode_detail ? `: ${est.mode_detail}` : ""}`;
   $("tm-guidance").textContent = `${est.guidance.state}${est.guidance.message ? `: ${est.guidance.message}` : ""}`;
   $("tm-localization").textContent = `${est.localization.level}${est.localization.reason ? `: ${est.localization.reason}` : ""}`;
   $("tm-battery").textContent = est.battery ? `${fmt(est.battery.percent, 1)} %` : "n/a";

@@ -182,6 +182,9 @@ class RosRobot:
                 "goal": None if goal is None else goal.position.tolist(),
             },
             "mode": mode.mode if mode is not None else (status.state if status else "unknown"),
+            # what the navigation node does or waits for ("waiting for fan_command" at start-up:
+            # it refuses goals until then)
+            "mode_detail": mode.detail if mode is not None else "",
             "faults": faults,
         }
 
