@@ -1,13 +1,14 @@
 """Benchmark the competition evaluator: five-minute missions completed per wall-clock minute.
 
     .venv/bin/python bench/bench_compete.py [--missions 10] [--repeats 3] [--workers 2]
-                                            [--vision-missions 2] [--skip-vision]
+                                            [--vision-missions 2] [--skip-vision] [--mission ID]
 
-Each batch evaluates ``--missions`` seeds of ``kibo-targets-v1`` through the full path (upload
+Each batch evaluates ``--missions`` seeds of ``--mission`` (default: the current mission,
+``kibo-targets-v2``) through the full path (upload
 check, sandboxed child process, mission session, scoring) on a local process pool of
 ``--workers`` (spawn start-up included in the wall time). The behavior is the starter kit
 (``examples/compete/behavior.py``: flies to each target, renders main-camera images, reads
-QR/ArUco, aims, reports) changed to hold its position until the 300 s limit instead of
+QR/ArUco, snapshots, aims, reports) changed to hold its position until the 300 s limit instead of
 finishing early, so every mission is five minutes of sim time. Truth-noise localization is
 the issue's target (>= 20 missions per minute on 2 cores); the vision-in-the-loop figure (nav
 cameras rendered at 5 Hz, ESKF) is printed beside it. Prints a Markdown block with the medians,
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from intball_compete.evaluate import RunSpec, evaluate_batch
+from intball_compete.missions import DEFAULT_MISSION, MISSION_IDS
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTER = ROOT / "examples" / "compete" / "behavior.py"
@@ -43,8 +45,8 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def batch(behavior: bytes, seeds: list[int], workers: int, localization: str) -> dict:
-    specs = [RunSpec(behavior, "behavior.py", seed=s, localization=localization) for s in seeds]
+def batch(behavior: bytes, seeds: list[int], workers: int, localization: str, mission: str) -> dict:
+    specs = [RunSpec(behavior, "behavior.py", mission, s, localization) for s in seeds]
     t0 = time.perf_counter()
     results = evaluate_batch(specs, workers=workers)
     wall = time.perf_counter() - t0
@@ -68,26 +70,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision-missions", type=int, default=2)
     parser.add_argument("--vision-repeats", type=int, default=1)
     parser.add_argument("--skip-vision", action="store_true")
+    parser.add_argument("--mission", default=DEFAULT_MISSION, choices=MISSION_IDS)
     args = parser.parse_args(argv)
     behavior = full_length_behavior()
     before = load()
     rows = []
     for k in range(args.repeats):
         seeds = list(range(100 * k, 100 * k + args.missions))
-        rows.append(batch(behavior, seeds, args.workers, "truth-noise"))
+        rows.append(batch(behavior, seeds, args.workers, "truth-noise", args.mission))
         print(f"truth-noise batch {k + 1}: {rows[-1]}", flush=True)
     vision = []
     if not args.skip_vision:
         for k in range(args.vision_repeats):
             seeds = list(range(1000 + 10 * k, 1000 + 10 * k + args.vision_missions))
-            vision.append(batch(behavior, seeds, args.workers, "vision"))
+            vision.append(batch(behavior, seeds, args.workers, "vision", args.mission))
             print(f"vision batch {k + 1}: {vision[-1]}", flush=True)
     after = load()
     print()
     print(f"### Competition throughput ({time.strftime('%Y-%m-%d')})")
     print()
     cores = f"{os.cpu_count()} cores, {args.workers} workers"
-    print(f"- machine: {platform.processor() or platform.machine()}, {cores}")
+    print(f"- machine: {platform.processor() or platform.machine()}, {cores}; mission {args.mission}")
     print(f"- load before: `{before}`")
     print(f"- load after: `{after}`")
     print()

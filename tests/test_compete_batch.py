@@ -81,6 +81,7 @@ def test_loop_style_example_runs():
     assert r["status"] == "ok", (r["reason"], r["log"])
     m = r["measures"]
     assert m["aim_count"] == 2 and m["end_reason"] == "finished", m
+    assert sorted(str(s["target_id"]) for s in m["snapshots"]) == sorted(m["aims"])  # the action
     assert m["mission_time_s"] > 30.0  # it flew to two bays
     assert all(a["range_m"] < 1.3 for a in m["aims"].values())  # aimed from 1.1 m in front of each bay
 
@@ -108,6 +109,7 @@ def test_cli_run_writes_json(tmp_path, capsys):
     assert args.func(args) == 0
     data = json.loads(out.read_text())
     assert data["summary"]["runs"] == 2 and len(data["runs"]) == 2
+    assert data["mission"] == "kibo-targets-v2" and data["summary"]["rule"] == "score-v2"
     assert "mean total over 2 seeds" in capsys.readouterr().out
     bad = tmp_path / "bad.py"
     bad.write_text("def run(api) oops\n")

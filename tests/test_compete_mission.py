@@ -1,10 +1,12 @@
-"""kibo-targets-v1 scenarios, score-v1, the session's rules (estimate only, keep-out, aims) and
-determinism: same seed -> same scenario, same trajectory, same score."""
+"""kibo-targets-v1/v2 scenarios, score-v1/v2 (snapshots), the session's rules (estimate only,
+keep-out, aims, snapshot geometry from truth) and determinism: same seed -> same scenario, same
+trajectory, same score."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,10 @@ import pybullet as p
 import pytest
 
 from intball_compete.evaluate import RunSpec, evaluate_run, score_digest
-from intball_compete.missions import MISSION_IDS, UnknownMission, make_scenario
-from intball_compete.scoring import score
+from intball_compete.missions import DEFAULT_MISSION, MISSION_IDS, UnknownMission, make_scenario
+from intball_compete.scoring import score, snapshot_quality
 from intball_compete.session import MissionSession
+from intball_nav.frames import Pose, quat_from_rpy, rotmat_from_quat
 from intball_nav.module import load_marker_map
 from intball_sim.targets import TargetSpec, place_targets
 
@@ -27,11 +30,14 @@ def test_scenarios_are_deterministic_and_vary_with_the_seed():
         z.min.tolist() for z in b.keep_out
     ]
     assert a.targets != c.targets
-    assert a.time_limit_s == 300.0 and a.scoring == "score-v1" and MISSION_IDS == ("kibo-targets-v1",)
+    assert a.time_limit_s == 300.0 and a.scoring == "score-v1"
+    assert MISSION_IDS == ("kibo-targets-v1", "kibo-targets-v2") and DEFAULT_MISSION == "kibo-targets-v2"
+    v2 = make_scenario("kibo-targets-v2", 7)  # same layouts, the rule with snapshots
+    assert v2.targets == a.targets and v2.scoring == "score-v2"
     kinds = sorted(t.kind for t in a.targets)
     assert kinds == ["aruco", "aruco", "qr", "qr", "qr"]
     assert len({t.bay for t in a.targets}) == 5
-    with pytest.raises(UnknownMission, match="known: kibo-targets-v1"):
+    with pytest.raises(UnknownMission, match="known: kibo-targets-v1, kibo-targets-v2"):
         make_scenario("kibo-targets-v0", 0)
     with pytest.raises(ValueError, match="seed must be an integer"):
         make_scenario("kibo-targets-v1", -1)
@@ -91,6 +97,94 @@ def test_score_terms_follow_the_rule():
         == 0
     )
     assert score(sc, _measures(collisions=[{}] * 40), "ok")["total"] == 0.0  # never negative
+
+
+def _snap(tid, **over):
+    base = {"target_id": tid, "in_frame": True, "clear": True, "range_m": 1.0, "off_axis_deg": 2.0}
+    return {**base, "incidence_deg": 10.0, **over}
+
+
+def test_snapshot_term_follows_the_rule():
+    """score-v2: 5 x in_frame x clear x ramps of range (1.5-2.5 m), off-axis (5-20 deg) and
+    incidence (30-60 deg); the best snapshot per target counts; score-v1 has no such term."""
+    assert snapshot_quality(_snap(1)) == 1.0
+    assert snapshot_quality(_snap(1, range_m=2.0)) == pytest.approx(0.5)
+    assert snapshot_quality(_snap(1, off_axis_deg=12.5)) == pytest.approx(0.5)
+    assert snapshot_quality(_snap(1, incidence_deg=45.0)) == pytest.approx(0.5)
+    assert snapshot_quality(_snap(1, range_m=2.0, off_axis_deg=12.5)) == pytest.approx(0.25)
+    assert snapshot_quality(_snap(1, range_m=2.6)) == 0.0
+    assert snapshot_quality(_snap(1, in_frame=False)) == 0.0
+    assert snapshot_quality(_snap(1, clear=False)) == 0.0
+    sc = make_scenario("kibo-targets-v2", 1)
+    t1, t2, t3 = (t.id for t in sc.targets[:3])
+    snaps = [_snap(t1, off_axis_deg=12.5), _snap(t1), _snap(t2, in_frame=False), _snap(t3, range_m=2.0)]
+    s = score(sc, _measures(snapshots=snaps), "ok")
+    assert s["rule"] == "score-v2" and s["terms"]["snapshots"] == pytest.approx(5.0 + 0.0 + 2.5)
+    details = {d["id"]: d for d in s["per_target"]}
+    assert details[t1]["snapshot_points"] == 5.0 and details[t2]["snapshot_points"] == 0.0
+    assert s["total"] == pytest.approx(sum(s["terms"].values()))
+    v1 = score(make_scenario("kibo-targets-v1", 1), _measures(snapshots=snaps), "ok")
+    assert v1["rule"] == "score-v1" and "snapshots" not in v1["terms"]
+    assert {k: v for k, v in s["terms"].items() if k != "snapshots"} == v1["terms"]
+
+
+def test_snapshot_geometry_is_measured_from_truth():
+    """Looking straight at the true code from 1 m: in frame, clear, on axis. The same view with
+    the robot put behind the opposite wall (test-only: the truth is set by hand): not clear."""
+    sc = make_scenario("kibo-targets-v2", 3)
+    s = MissionSession(sc)
+    try:
+        s.handle({"op": "start_mission", "args": {"api_version": 1}})
+        t = next(t for t in sc.targets if sc.module.bay(t.bay).face in ("port", "starboard"))
+        code = s.target_poses[t.id]
+        normal = rotmat_from_quat(code.quat)[:, 2]
+        view = code.position + 1.1 * normal
+        reply, _ = s.handle(
+            {"op": "move_to", "args": {"position": view.tolist(), "look_at": code.position.tolist()}}
+        )
+        assert reply["success"], reply
+        reply, blob = s.handle({"op": "snapshot", "args": {"target_id": t.id}})
+        assert reply["ok"] and len(blob) == 640 * 480 * 3
+        snap = s.snapshots[-1]
+        assert snap["in_frame"] and snap["clear"], snap
+        assert snap["off_axis_deg"] < 2.0 and snap["incidence_deg"] < 5.0, snap
+        assert 0.9 < snap["range_m"] < 1.1 and snap["code_px"] > 50
+        # the same attitude, 2.5 m farther back, beyond the opposite wall
+        s.truth = replace(s.truth, position=s.truth.position + 2.5 * normal)
+        s.handle({"op": "snapshot", "args": {"target_id": t.id}})
+        behind = s.snapshots[-1]
+        assert behind["in_frame"] and not behind["clear"], behind
+        assert snapshot_quality(behind) == 0.0
+    finally:
+        s.close()
+
+
+def _aim_and_snapshot(turn_away: bool) -> bytes:
+    """A behavior that flies in front of each target area, looks at the bay centre, or (turn_away)
+    at the wall behind the robot, and snapshots the target there."""
+    look = "view + 2.0 * t.normal" if turn_away else "t.approx_position"
+    return f"""
+def run(api):
+    info = api.start_mission()
+    for t in sorted(info.targets, key=lambda t: t.approx_position[0])[:2]:
+        view = t.approx_position + 1.1 * t.normal
+        if api.move_to(view).success and api.look_at({look}).success:
+            api.snapshot(t.id)
+    api.finish()
+""".encode()
+
+
+def test_a_snapshot_of_a_target_in_view_scores_and_of_a_wall_does_not():
+    looking = evaluate_run(RunSpec(_aim_and_snapshot(False), "behavior.py", "kibo-targets-v2", seed=0))
+    away = evaluate_run(RunSpec(_aim_and_snapshot(True), "behavior.py", "kibo-targets-v2", seed=0))
+    for r in (looking, away):
+        assert r["status"] == "ok" and r["rule"] == "score-v2", (r["reason"], r["log"])
+        assert len(r["measures"]["snapshots"]) == 2, r["log"]
+    assert looking["terms"]["snapshots"] > 3.0, looking["measures"]["snapshots"]
+    assert all(s["in_frame"] and s["clear"] for s in looking["measures"]["snapshots"])
+    assert away["terms"]["snapshots"] == 0.0
+    json.loads(json.dumps(looking))  # what the store and --json write: plain JSON types only
+    assert not any(s["in_frame"] for s in away["measures"]["snapshots"]), away["measures"]["snapshots"]
 
 
 def test_session_gives_the_estimate_never_truth_and_measures_with_truth():
@@ -180,8 +274,6 @@ def test_keep_out_entries_are_counted_from_truth():
         # loop-style goals are checked too; force a path through the zone by planning directly
         through = np.array([zone.max[0] + 0.5, *(0.5 * (zone.min + zone.max))[1:]])
         s.handle({"op": "move_to", "args": {"position": [zone.min[0] - 0.4, *through[1:].tolist()]}})
-        from intball_nav.frames import Pose
-
         s.gnc = s._plan(Pose(through, s.estimate.quat), "nominal")  # bypasses the path check on purpose
         s.handle({"op": "wait", "args": {"seconds": 40.0}})
         m = s.measures()
@@ -212,6 +304,58 @@ def test_images_do_not_depend_on_earlier_sessions_in_the_process():
     assert np.abs(first.astype(int) - other).max() > 50  # different panels on the racks
 
 
+def _nav_frames(seed: int) -> list[np.ndarray]:
+    """Nav-camera frames of a vision-mode session's own renderer, from fixed poses."""
+    s = MissionSession(make_scenario("kibo-targets-v2", seed), localization="vision")
+    try:
+        cam = s.eye.cam_left
+        out = []
+        for x, yaw in ((1.5, 0.0), (3.0, 2.5), (6.0, 1.0)):
+            T_kibo_base = Pose(np.array([x, 0.2, -0.1]), quat_from_rpy(0.0, 0.0, yaw))
+            out.append(s.eye.renderer.render(cam, T_kibo_base.compose(cam.T_base_cam))[0])
+        return out
+    finally:
+        s.close()
+
+
+def test_vision_mode_frames_do_not_depend_on_earlier_sessions_in_the_process():
+    """The vision mode's nav frames are rendered with TinyRenderer: with EGL they differed
+    between successive sessions in one worker (up to 48 gray levels on 35-550 pixels of a
+    320x240 frame, measured), which made vision-mode scores depend on the worker's history."""
+    first = _nav_frames(1)
+    _main_image(6)  # another render world with other panels in between
+    again = _nav_frames(2)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert first[0].std() > 20  # a textured view, not a blank frame
+
+
+SHORT_VISION = b"""
+def run(api):
+    info = api.start_mission()
+    t = min(info.targets, key=lambda t: t.approx_position[0])
+    api.move_to(t.approx_position + 1.1 * t.normal, look_at=t.approx_position)
+    api.main_image()
+    api.snapshot(t.id)
+    api.aim(t.id)
+    api.move_to([1.6, 0.0, 0.0])
+    api.finish()
+"""
+
+
+@pytest.mark.slow
+def test_vision_mode_same_seed_same_score_in_one_worker():
+    """Vision in the loop (nav frames, IMU, ESKF, loss response): seed 0, another seed, seed 0
+    again in one process give bit-identical results (the digest covers the trajectory)."""
+    specs = [RunSpec(SHORT_VISION, "behavior.py", seed=s, localization="vision") for s in (0, 3, 0)]
+    a, other, b = (evaluate_run(spec) for spec in specs)
+    assert a["status"] == "ok" and other["status"] == "ok", (a["reason"], a["log"])
+    assert a["measures"]["aim_count"] == 1 and len(a["measures"]["snapshots"]) == 1
+    assert score_digest(a) == score_digest(b) and a["terms"] == b["terms"]
+    assert a["measures"]["snapshots"] == b["measures"]["snapshots"]
+    assert score_digest(a) != score_digest(other)
+
+
 def test_same_seed_same_score_and_trajectory():
     """The starter behavior (images, QR/ArUco reading, aims) twice on one seed: identical results."""
     src = STARTER.read_bytes()
@@ -223,3 +367,17 @@ def test_same_seed_same_score_and_trajectory():
     assert a["score"]["targets_correct"] >= 4, a["score"]["per_target"]
     assert a["terms"]["pointing"] > 35 and a["measures"]["keepout_events"] == []
     assert math.isclose(a["measures"]["mission_time_s"], b["measures"]["mission_time_s"])
+    assert a["rule"] == "score-v2" and a["terms"]["snapshots"] >= 20, a["score"]["per_target"]
+
+
+def test_v1_and_v2_differ_only_by_the_snapshot_term():
+    """Same layouts, same flight: kibo-targets-v1 scores the starter exactly as v2 without the
+    snapshots term (a rule change must not move the other terms)."""
+    src = STARTER.read_bytes()
+    v1 = evaluate_run(RunSpec(src, "behavior.py", "kibo-targets-v1", seed=1))
+    v2 = evaluate_run(RunSpec(src, "behavior.py", "kibo-targets-v2", seed=1))
+    assert v1["status"] == v2["status"] == "ok", (v1["reason"], v2["reason"])
+    assert v1["trajectory"] == v2["trajectory"] and v1["rule"] == "score-v1"
+    assert v1["terms"] == {k: v for k, v in v2["terms"].items() if k != "snapshots"}
+    assert v2["total"] == pytest.approx(v1["total"] + v2["terms"]["snapshots"], abs=1e-3)
+    assert len(v1["measures"]["snapshots"]) == 5  # listed under v1 too, just not scored

@@ -41,9 +41,10 @@ def test_migrations_run_forward_and_keep_data(tmp_path):
     db.execute("INSERT INTO runs (submission_id, seed, state) VALUES (1, 0, 'running')")
     db.close()
     s = Store(tmp_path)
-    assert s.version() == SCHEMA_VERSION == 2
+    assert s.version() == SCHEMA_VERSION == 3
     sub = s.submission(1)
     assert sub["name"] == "old" and sub["localization"] == "truth-noise"
+    assert sub["scoring"] == "score-v1"  # what every run before v3 was scored under
     assert s.requeued == 1 and s.count_runs("queued") == 1  # the interrupted run is resumed
     s.close()
     newer = sqlite3.connect(tmp_path / store_module.DB_NAME, isolation_level=None)
@@ -67,6 +68,26 @@ def test_restart_loses_nothing_and_resumes(tmp_path):
     assert s2.run(sid, 0)["log"] == "hi" and s2.run(sid, 0)["total"] == 12.5
     assert (tmp_path.stat().st_mode & 0o777) == 0o700
     s2.close()
+
+
+def test_leaderboard_never_ranks_totals_of_different_rules_together(tmp_path):
+    """Each row carries its scoring rule; ranks count within a rule, the mission's current rule
+    first (an old-rule submission of 150 does not outrank a current-rule one of 120)."""
+    s = Store(tmp_path)
+    rows = [("old-rule", "score-v0", 150.0), ("a", None, 120.0), ("b", None, 130.0)]
+    for name, scoring, total in rows:
+        sid = s.add_submission(name, "kibo-targets-v2", "behavior.py", QUICK, 1, scoring=scoring)
+        s.finish_run(s.claim_run()["id"], {"status": "ok", "total": total, "terms": {}})
+        assert s.submission(sid)["state"] == "scored"
+    board = s.leaderboard("kibo-targets-v2")
+    assert [(b["name"], b["scoring"], b["rank"]) for b in board] == [
+        ("b", "score-v2", 1),
+        ("a", "score-v2", 2),
+        ("old-rule", "score-v0", 1),
+    ]
+    with pytest.raises(ValueError, match="unknown mission"):
+        s.add_submission("x", "kibo-targets-v9", "behavior.py", QUICK, 1)
+    s.close()
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -97,7 +118,16 @@ def test_http_api_upload_status_logs_replay_leaderboard(tmp_path):
     async def scenario() -> None:
         async with TestClient(TestServer(root, host="127.0.0.1")) as client:
             r = await client.get("/api/compete/missions")
-            assert (await r.json())[0]["id"] == "kibo-targets-v1"
+            missions = {m["id"]: m for m in await r.json()}
+            assert (
+                missions["kibo-targets-v1"]["scoring"] == "score-v1"
+                and not missions["kibo-targets-v1"]["default"]
+            )
+            assert (
+                missions["kibo-targets-v2"]["scoring"] == "score-v2"
+                and missions["kibo-targets-v2"]["default"]
+            )
+            assert missions["kibo-targets-v2"]["terms"][-1] == "snapshots"
             # rejected uploads: reasons, nothing stored
             for filename, data, part in [
                 ("b.txt", b"x", "must be a .py file"),
@@ -146,6 +176,7 @@ def test_http_api_upload_status_logs_replay_leaderboard(tmp_path):
             assert [r["status"] for r in zipped["run_list"]] == ["ok", "ok"]
             assert [r["status"] for r in hostile["run_list"]] == ["violation", "violation"]
             assert hostile["mean_total"] == 0.0
+            assert quick["mission"] == "kibo-targets-v2" and quick["scoring"] == "score-v2"  # the default
             assert set(quick["run_list"][0]["terms"]) == {
                 "targets",
                 "pointing",
@@ -153,6 +184,7 @@ def test_http_api_upload_status_logs_replay_leaderboard(tmp_path):
                 "collisions",
                 "keep_out",
                 "energy",
+                "snapshots",
             }
             r = await client.get(f"/api/compete/submissions/{ids[0]}/runs/1/log")
             assert r.content_type == "text/plain" and "done at" in await r.text()
@@ -164,9 +196,10 @@ def test_http_api_upload_status_logs_replay_leaderboard(tmp_path):
             assert traj["columns"][:4] == ["t", "x", "y", "z"] and len(traj["rows"]) > 10
             r = await client.get(f"/api/compete/submissions/{ids[2]}/runs/0")
             assert "os.fork" in (await r.json())["reason"]
-            r = await client.get("/api/compete/leaderboard/kibo-targets-v1")
+            r = await client.get("/api/compete/leaderboard/kibo-targets-v2")
             board = await r.json()
             assert [b["name"] for b in board][-1] == "hostile" and board[0]["rank"] == 1
+            assert {b["scoring"] for b in board} == {"score-v2"}
             assert board[0]["mean_total"] >= board[-1]["mean_total"]
             for path, status in [
                 ("/api/compete/submissions/999", 404),

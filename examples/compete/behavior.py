@@ -1,9 +1,9 @@
-"""Starter behavior for kibo-targets-v1 (behavior API v1, blocking style).
+"""Starter behavior for kibo-targets-v2 (behavior API v1, blocking style).
 
 For each target: fly to a viewing point in front of its bay (routing around keep-out zones),
 turn the main camera to the bay, find the code in the image (QR or ArUco), locate it on the rack
 face (ray from the camera through the code centre, intersected with the face plane), point the
-camera at it, fire the pointer and report what it says. Run it locally with
+camera at it, take a snapshot of it, fire the pointer and report what it says. Run it locally with
 
     intball compete run examples/compete/behavior.py --seeds 3 --json out.json
 
@@ -176,6 +176,7 @@ def run(api):
         if point is not None:
             api.look_at(point)
             api.aim(target.id)
+        api.snapshot(target.id)  # the code is in view: centred, or where it was found
         api.report_target(target.id, value)
         print(f"target {target.id} on {target.area}: {value!r}")
     api.finish()

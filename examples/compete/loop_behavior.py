@@ -2,9 +2,11 @@
 
 Each call gets the observation (mission time, time left, estimated state, goal status, targets
 not yet reported, messages) and returns actions: ``goal`` ([x, y, z] or with a quaternion),
-``aim`` (a target id), ``report`` ({id: value}), ``finish``. This one visits the target areas
-along the module and fires the pointer at each bay centre (no image reading: it scores pointing
-points only where the panel happens to sit near the centre). Every observation also carries the
+``aim`` (a target id), ``snapshot`` (a target id), ``report`` ({id: value}), ``finish``. This one
+visits the target areas along the module, fires the pointer at each bay centre and takes a
+snapshot of the target there (no image reading: it scores pointing points only where the panel
+happens to sit near the centre, and snapshot points where the panel is in the camera's view and
+not too far off its axis). Every observation also carries the
 targets' approximate areas (``obs["targets"]``) and the keep-out zones (``obs["keep_out"]``).
 """
 
@@ -70,7 +72,7 @@ def on_step(obs):
         return {"goal": [*goal.tolist(), *attitude_towards(-normal)]}
     if obs["goal_status"] == "holding" and not plan["aimed"]:
         plan["aimed"] = True
-        return {"aim": plan["current"]["id"]}
+        return {"aim": plan["current"]["id"], "snapshot": plan["current"]["id"]}
     if plan["aimed"]:
         plan["current"] = None
     if obs["goal_status"] == "rejected":

@@ -80,7 +80,7 @@ class Target:
 class MissionInfo:
     """What ``start_mission`` returns.
 
-    mission : scenario id (``kibo-targets-v1``); seed : scenario seed; time_limit_s : s;
+    mission : scenario id (``kibo-targets-v2``); seed : scenario seed; time_limit_s : s;
     targets : active targets; keep_in : (min (3,), max (3,)) m, clear volume for the robot
     centre; keep_out : [(name, min (3,), max (3,))] m boxes the robot (radius ``robot_radius``)
     must not touch; cameras : {name: {width, height, K (3x3), T_base_cam (position, quat)}}
@@ -256,8 +256,12 @@ class Api:
         return self._image("image", camera="nav_left")
 
     def snapshot(self, target_id: int) -> np.ndarray:
-        """Main-camera image taken as a snapshot of ``target_id`` (the run's measures list each
-        snapshot's time and target; not scored in v1); returns it."""
+        """Take a main-camera picture of ``target_id`` now and return it ((480, 640, 3) uint8 RGB).
+
+        Scored by ``score-v2`` (mission ``kibo-targets-v2``; not by ``score-v1``): the simulator
+        judges, from the true pose at this moment, whether the whole code is in the image with
+        nothing in the way, how far it is and how far off the optical axis and off its normal it
+        is seen (docs/compete.md); the best snapshot per target counts, no feedback on quality."""
         return self._image("snapshot", target_id=int(target_id))
 
     # ------------------------------------------------------------------ scoring actions
@@ -281,8 +285,9 @@ class Api:
     def step(self, dt: float, actions: dict[str, Any] | None = None) -> dict[str, Any]:
         """Apply loop-style actions and advance ``dt`` s: the runtime of ``on_step`` behaviors.
 
-        actions : {"goal": [x, y, z] or [x, y, z, qx, qy, qz, qw], "aim": id,
-        "report": {id: value}, "finish": bool}; returns the next observation dict
+        actions : {"goal": [x, y, z] or [x, y, z, qx, qy, qz, qw], "aim": id, "snapshot": id
+        (recorded and scored like :meth:`snapshot`, no image returned), "report": {id: value},
+        "finish": bool}; returns the next observation dict
         (``t``, ``time_remaining``, ``state``, ``goal_status``, ``goal_message``, ``active_targets``,
         ``events``, ``done``, ``targets`` (approximate areas), ``keep_out``).
         """

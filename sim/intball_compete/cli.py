@@ -4,8 +4,9 @@
                                  [--localization truth-noise|vision] [--workers W] [--ray-address ADDR]
     intball compete serve --data DIR [--port 8090] [--workers W] [--ray-address ADDR]
 
-``run`` exit status: 0 = every run ended ``ok``, 1 = some did not, 2 = bad input (the upload
-check's reason is printed). This module imports only argparse at load time (``intball --help``
+``--mission`` defaults to the current mission (``missions.DEFAULT_MISSION``). ``run`` exit
+status: 0 = every run ended ``ok``, 1 = some did not, 2 = bad input (the upload check's reason
+is printed). This module imports only argparse at load time (``intball --help``
 stays fast); the simulator is imported by the workers.
 """
 
@@ -21,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="compete_command", required=True)
     run = sub.add_parser("run", help="evaluate a behavior (.py or .zip) on N seeds of a mission")
     run.add_argument("behavior", metavar="BEHAVIOR", help="behavior.py or a zip with behavior.py")
-    run.add_argument("--mission", default="kibo-targets-v1", help="scenario id (default kibo-targets-v1)")
+    run.add_argument(
+        "--mission", default=None, help="scenario id (default: the current one, kibo-targets-v2)"
+    )
     run.add_argument("--seeds", type=int, default=10, metavar="N", help="number of seeds (default 10)")
     run.add_argument("--first-seed", type=int, default=0, metavar="S", help="first seed (default 0)")
     run.add_argument("--json", metavar="OUT", help="write all results (with trajectories) to this file")
@@ -47,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     from intball_compete.evaluate import RunSpec, evaluate_batch, summarize  # noqa: PLC0415
-    from intball_compete.missions import MISSION_IDS  # noqa: PLC0415
+    from intball_compete.missions import DEFAULT_MISSION, MISSION_IDS  # noqa: PLC0415
     from intball_compete.upload import UploadRejected, unpack  # noqa: PLC0415
 
     path = Path(args.behavior)
     if not path.is_file():
         print(f"intball compete run: error: behavior file not found: {path}", file=sys.stderr)
         return 2
+    args.mission = args.mission or DEFAULT_MISSION
     if args.mission not in MISSION_IDS:
         print(
             f"intball compete run: error: unknown mission {args.mission!r}; known: {', '.join(MISSION_IDS)}",
@@ -85,8 +89,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"          {r['reason'].strip().splitlines()[-1] if r['reason'].strip() else ''}")
     summary = summarize(results)
     print(
-        f"mean total over {summary['runs']} seeds: {summary['mean_total']:.2f}  "
-        f"statuses {summary['statuses']}"
+        f"mean total over {summary['runs']} seeds: {summary['mean_total']:.2f} ({args.mission}, "
+        f"rule {summary['rule']})  statuses {summary['statuses']}"
     )
     if args.json:
         out = {"mission": args.mission, "behavior": str(path), "summary": summary, "runs": results}

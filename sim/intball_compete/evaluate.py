@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
+from intball_compete.missions import DEFAULT_MISSION, MISSIONS
 from intball_compete.sandbox import Limits
 
 
@@ -33,7 +34,7 @@ class RunSpec:
 
     behavior: bytes
     filename: str
-    mission: str = "kibo-targets-v1"
+    mission: str = DEFAULT_MISSION
     seed: int = 0
     localization: str = "truth-noise"
     limits: dict[str, Any] = field(default_factory=dict)
@@ -50,8 +51,10 @@ def evaluate_run(spec: RunSpec) -> dict[str, Any]:
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    definition = MISSIONS.get(spec.mission)
     base = {
         "mission": spec.mission,
+        "rule": None if definition is None else definition.scoring,
         "seed": spec.seed,
         "localization": spec.localization,
         "behavior_sha256": hashlib.sha256(spec.behavior).hexdigest(),
@@ -60,7 +63,7 @@ def evaluate_run(spec: RunSpec) -> dict[str, Any]:
     try:
         files = unpack(spec.filename, spec.behavior)
         scenario = make_scenario(spec.mission, spec.seed)
-        limits = Limits(**spec.limits)
+        limits = Limits(**{**_default_limits(spec.localization), **spec.limits})
     except (UploadRejected, KeyError, ValueError, TypeError) as exc:
         return {**base, "status": "rejected", "reason": str(exc), "total": 0.0, "terms": {}, "log": ""}
     session = None
@@ -98,6 +101,19 @@ def evaluate_run(spec: RunSpec) -> dict[str, Any]:
         "cpu_s_worker": round(time.process_time() - cpu0, 3),
         "cpu_s_behavior": round(_child_cpu(kids0), 3),
     }
+
+
+VISION_RUN_WALL_S = 3600.0
+"""s, the run's wall-time budget in ``vision`` mode (the default 900 s is for truth-noise).
+
+The budget includes the simulator's own time, and a vision-mode mission costs ~50-65 s of CPU
+(~17x truth-noise): on the shared 2-core machine at load 17 one took 683 s of wall time, close
+to 900 s. A run that hits a wall-time budget ends ``timeout`` with total 0 whatever it did, so
+a budget within reach of the load would make the score depend on the machine, not the seed."""
+
+
+def _default_limits(localization: str) -> dict[str, Any]:
+    return {"run_wall_s": VISION_RUN_WALL_S} if localization == "vision" else {}
 
 
 def _child_cpu(before: resource.struct_rusage) -> float:
@@ -197,7 +213,9 @@ def _ray_batch(
 
 
 def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean total and per-term means over runs (the ranking figure), and the status counts."""
+    """Mean total and per-term means over runs (the ranking figure), the scoring rule (a list
+    when the runs were scored under different rules: their totals do not compare), and the status
+    counts."""
     n = len(results)
     terms: dict[str, float] = {}
     for r in results:
@@ -206,8 +224,10 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    rules = sorted({str(r.get("rule")) for r in results})
     return {
         "runs": n,
+        "rule": rules[0] if len(rules) == 1 else rules,  # a list: totals of different rules mixed
         "mean_total": round(sum(r["total"] for r in results) / n, 4) if n else 0.0,
         "mean_terms": {k: round(v, 4) for k, v in terms.items()},
         "statuses": statuses,

@@ -1,8 +1,8 @@
-"""Versioned competition scenarios: ``kibo-targets-v1``.
+"""Versioned competition scenarios: ``kibo-targets-v1`` and ``kibo-targets-v2``.
 
 A scenario id never changes meaning (STYLE.md rule 9): a new layout, time limit or scoring rule
-gets a new id (``kibo-targets-v2``). ``make_scenario(id, seed)`` is a pure function of its
-arguments: every random draw comes from ``numpy.random.default_rng([seed, salt])``.
+gets a new id. ``make_scenario(id, seed)`` is a pure function of its arguments: every random draw
+comes from ``numpy.random.default_rng([seed, salt])``.
 
 kibo-targets-v1
     5 target panels (3 QR codes with random text, 2 ArUco markers with random ids 200-249) on 5
@@ -11,6 +11,10 @@ kibo-targets-v1
     virtual: no collider) in the cabin between x 2.5 and 8 m, plus the module's own zones; start at
     (1.5, 0, 0) facing +x (the rear nav cameras then see the entrance-end markers: a visual fix
     at once in vision mode); 300 s of sim time; scoring rule ``score-v1`` (:mod:`scoring`).
+kibo-targets-v2
+    The same layouts as v1 for every seed (same generator and salt), scored with ``score-v2``:
+    score-v1 plus the ``snapshots`` term (a snapshot of a target scores by how well the main
+    camera saw it). The default mission since score-v2.
 """
 
 from __future__ import annotations
@@ -26,8 +30,28 @@ from intball_nav.module import load_marker_map as _load_marker_map
 from intball_nav.module import load_module as _load_module
 from intball_nav.safety import Box
 
-MISSION_IDS = ("kibo-targets-v1",)
-_SALT = {"kibo-targets-v1": 0x4B1B0}
+
+@dataclass(frozen=True)
+class MissionDef:
+    """What a mission id stands for. salt : mixed into the seed of every draw (same salt = same
+    layouts); scoring : rule id in :mod:`intball_compete.scoring`; time_limit_s : s of sim time."""
+
+    id: str
+    salt: int
+    scoring: str
+    time_limit_s: float = 300.0
+
+
+MISSIONS = {
+    m.id: m
+    for m in (
+        MissionDef("kibo-targets-v1", 0x4B1B0, "score-v1"),
+        MissionDef("kibo-targets-v2", 0x4B1B0, "score-v2"),
+    )
+}
+MISSION_IDS = tuple(MISSIONS)
+DEFAULT_MISSION = "kibo-targets-v2"
+"""What ``intball compete run`` and an upload without a mission field use."""
 _QR_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -103,7 +127,8 @@ def make_scenario(mission: str, seed: int, module: ModuleGeometry | None = None)
         raise ValueError(f"seed must be an integer in [0, 2^31), got {seed!r}")
     seed = int(seed)
     module = module if module is not None else load_module()
-    rng = np.random.default_rng([seed, _SALT[mission]])
+    definition = MISSIONS[mission]
+    rng = np.random.default_rng([seed, definition.salt])
     markers = load_marker_map()
     bays = _candidate_bays(module)
     chosen = [bays[i] for i in rng.choice(len(bays), size=5, replace=False)]
@@ -143,8 +168,8 @@ def make_scenario(mission: str, seed: int, module: ModuleGeometry | None = None)
         targets=tuple(targets),
         keep_out=tuple(zones),
         start=Pose(np.array([1.5, 0.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0])),
-        time_limit_s=300.0,
-        scoring="score-v1",
+        time_limit_s=definition.time_limit_s,
+        scoring=definition.scoring,
         module=module,
     )
 

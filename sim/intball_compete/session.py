@@ -8,7 +8,9 @@ map markers and the target panels. ``handle(request) -> (reply, blob)`` serves o
 (see :mod:`intball_compete.api`); motion calls advance sim time until they finish.
 
 The behavior receives only the estimate; ground truth goes to the renderer (what the camera
-sees), the keep-out monitor, the aim measurement and the trajectory log for scoring and replay.
+sees), the keep-out monitor, the aim and snapshot measurements and the trajectory log for
+scoring and replay. Every camera renders with TinyRenderer (the nav frames of ``vision`` mode
+included): EGL images depend on the PyBullet clients a process made before.
 Sim time drives everything (wall time never enters), so a run is a function of the scenario,
 the seed and the sequence of requests.
 """
@@ -43,6 +45,10 @@ AIM_MAX_RANGE_M = 2.5
 """Aims farther than this from the target centre do not count."""
 MAX_STEP_S = 2.0
 """Longest loop-style step (s)."""
+VISION_RENDERER = "tiny"
+"""Renderer of the nav frames in ``vision`` mode (``intball_sim.vision_loop.VisionOptions``)."""
+SNAPSHOT_CLEARANCE_M = 0.01
+"""The line-of-sight test of a snapshot ends this far in front of the code (m)."""
 
 
 class RequestError(ValueError):
@@ -171,11 +177,12 @@ class MissionSession:
             from intball_sim.vision_loop import VisionInLoop, VisionOptions  # noqa: PLC0415
 
             # lost during a mission: after braking, turn in place (10 deg/s, at most 40 s) to find a
-            # view instead of waiting with the fans off while the airflow drifts the robot
+            # view instead of waiting with the fans off while the airflow drifts the robot.
+            # Nav frames with TinyRenderer, like the main camera (see _RenderWorld): EGL images
+            # depend on the PyBullet clients the worker made before, so a run would not repeat.
             search = GuardParams(search_rate=math.radians(10.0), search_max_s=40.0)
-            self.eye = VisionInLoop(
-                self.module, self.robot, seed=seed, start=scenario.start, options=VisionOptions(guard=search)
-            )
+            options = VisionOptions(guard=search, renderer=VISION_RENDERER)
+            self.eye = VisionInLoop(self.module, self.robot, seed=seed, start=scenario.start, options=options)
             self.estimate = self.eye.wait_for_fix(self.backend, self.dt)
             self.truth = self.backend.state()
         else:
@@ -386,6 +393,55 @@ class MissionSession:
                 "t": round(self.t, 3),
             }
 
+    def _snapshot(self, tid: int) -> None:
+        """Record a snapshot of target ``tid`` with the geometry of the main camera's view of it,
+        from the TRUE pose now (for the scorer's ``snapshots`` term; the behavior gets only the
+        image): in_frame (the code's four corners project inside the image, in front of the
+        camera), clear (no module surface between the camera and the code), range_m, off_axis_deg
+        (optical axis to code centre), incidence_deg (code normal to the camera), code_px (side of
+        the code in the image, px at the centre's depth)."""
+        import pybullet as p  # noqa: PLC0415
+
+        cam = self.cameras["main"]
+        T_kibo_cam = Pose(self.truth.position, self.truth.quat).compose(cam.T_base_cam)
+        R_kibo_cam = rotmat_from_quat(T_kibo_cam.quat)
+        target = self.target_poses[tid]
+        R_kibo_target = rotmat_from_quat(target.quat)
+        half = 0.5 * self.scenario.target(tid).size
+        K = np.asarray(cam.K)
+        in_frame = True
+        for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+            corner = target.position + half * (a * R_kibo_target[:, 0] + b * R_kibo_target[:, 1])
+            x, y, z = (R_kibo_cam.T @ (corner - T_kibo_cam.position)).tolist()
+            if z <= cam.near:
+                in_frame = False
+                break
+            u, v = float(K[0, 0] * x / z + K[0, 2]), float(K[1, 1] * y / z + K[1, 2])
+            in_frame = in_frame and -0.5 <= u <= cam.width - 0.5 and -0.5 <= v <= cam.height - 0.5
+        to_target = target.position - T_kibo_cam.position
+        dist = float(np.linalg.norm(to_target))
+        direction = to_target / max(dist, 1e-9)
+        off_axis = math.degrees(math.acos(max(-1.0, min(1.0, float(R_kibo_cam[:, 2] @ direction)))))
+        incidence = math.degrees(math.acos(max(-1.0, min(1.0, -float(R_kibo_target[:, 2] @ direction)))))
+        if self._render_world is None:
+            self._render_world = _RenderWorld(self.module, self.specs)
+        end = target.position + SNAPSHOT_CLEARANCE_M * R_kibo_target[:, 2]
+        hit = p.rayTest(T_kibo_cam.position.tolist(), end.tolist(), physicsClientId=self._render_world.cid)[0]
+        depth = float(R_kibo_cam[:, 2] @ to_target)
+        self.snapshots.append(
+            {
+                "t": round(self.t, 3),
+                "target_id": tid,
+                "in_frame": in_frame,
+                "clear": bool(hit[0] < 0),
+                "range_m": round(dist, 4),
+                "off_axis_deg": round(off_axis, 4),
+                "incidence_deg": round(incidence, 4),
+                "code_px": round(float(K[0, 0]) * 2.0 * half / depth, 1) if depth > cam.near else 0.0,
+            }
+        )
+        self.events.append({"t": round(self.t, 3), "snapshot": tid})
+
     def _report(self, tid: int, value: Any) -> None:
         if (
             isinstance(value, bool)
@@ -503,8 +559,7 @@ class MissionSession:
             name = "main" if op == "snapshot" else args.get("camera")
             cam = self._camera(name)
             if op == "snapshot":
-                tid = self._target_id(args)
-                self.snapshots.append({"t": round(self.t, 3), "target_id": tid})
+                self._snapshot(self._target_id(args))
             rgb = self.render(cam.name)
             return {"ok": True, "shape": list(rgb.shape), "dtype": "uint8"}, rgb.tobytes()
         if op == "aim":
@@ -533,9 +588,11 @@ class MissionSession:
             raise RequestError(f"step dt must be a number in [0, {MAX_STEP_S}] s, got {dt!r}")
         if not isinstance(actions, dict):
             raise RequestError("actions must be an object")
-        unknown = set(actions) - {"goal", "aim", "report", "finish"}
+        unknown = set(actions) - {"goal", "aim", "snapshot", "report", "finish"}
         if unknown:
-            raise RequestError(f"unknown actions {sorted(unknown)}; allowed: goal, aim, report, finish")
+            raise RequestError(
+                f"unknown actions {sorted(unknown)}; allowed: goal, aim, snapshot, report, finish"
+            )
         messages = []
         if actions.get("goal") is not None:
             g = actions["goal"]
@@ -550,6 +607,8 @@ class MissionSession:
                 messages.append(f"goal rejected: {exc}")
         if actions.get("aim") is not None:
             self._aim(self._target_id({"target_id": actions["aim"]}))
+        if actions.get("snapshot") is not None:  # recorded and scored; loop style gets no image
+            self._snapshot(self._target_id({"target_id": actions["snapshot"]}))
         reports = actions.get("report") or {}
         if not isinstance(reports, dict):
             raise RequestError("report must be an object {target_id: value}")

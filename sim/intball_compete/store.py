@@ -77,7 +77,13 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX submissions_mission ON submissions(mission, mean_total)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """v3: the scoring rule per submission. Rows from before v3 were all scored under
+    ``score-v1`` (the only rule then), which the column's default records for them."""
+    db.execute("ALTER TABLE submissions ADD COLUMN scoring TEXT NOT NULL DEFAULT 'score-v1'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -154,14 +160,22 @@ class Store:
         content: bytes,
         seeds: int,
         localization: str = "truth-noise",
+        scoring: str | None = None,
     ) -> int:
-        """Store a checked upload and queue one run per seed 0..seeds-1; returns its id."""
+        """Store a checked upload and queue one run per seed 0..seeds-1; returns its id.
+        scoring : the rule its runs are scored under (default: the mission's rule)."""
+        if scoring is None:
+            from intball_compete.missions import MISSIONS  # noqa: PLC0415
+
+            if mission not in MISSIONS:
+                raise ValueError(f"unknown mission {mission!r}: give its scoring rule")
+            scoring = MISSIONS[mission].scoring
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
                     "INSERT INTO submissions (name, mission, filename, content, sha256, seeds, localization, "
-                    "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "scoring, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         name,
                         mission,
@@ -170,6 +184,7 @@ class Store:
                         hashlib.sha256(content).hexdigest(),
                         seeds,
                         localization,
+                        scoring,
                         time.time(),
                     ),
                 )
@@ -187,7 +202,8 @@ class Store:
         cols = (
             "*"
             if content
-            else "id, name, mission, filename, sha256, seeds, state, mean_total, created, localization"
+            else "id, name, mission, filename, sha256, seeds, state, mean_total, created, localization, "
+            "scoring"
         )
         with self._lock:
             row = self._db.execute(f"SELECT {cols} FROM submissions WHERE id = ?", (sid,)).fetchone()  # noqa: S608
@@ -311,12 +327,24 @@ class Store:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE state = ?", (state,)).fetchone()[0])
 
-    def leaderboard(self, mission: str) -> list[dict[str, Any]]:
-        """Scored submissions of a mission, best mean total first (ties: earlier submission)."""
+    def leaderboard(self, mission: str, scoring: str | None = None) -> list[dict[str, Any]]:
+        """Scored submissions of a mission, best mean total first (ties: earlier submission),
+        each labelled with its scoring rule. Totals of different rules are never ranked together:
+        ranks count within a rule, the rule ``scoring`` (default: the mission's current rule)
+        first, then any other rule the mission's submissions were scored under."""
+        if scoring is None:
+            from intball_compete.missions import MISSIONS  # noqa: PLC0415
+
+            scoring = MISSIONS[mission].scoring if mission in MISSIONS else ""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, name, mean_total, seeds, created FROM submissions WHERE mission = ? AND "
-                "state = 'scored' ORDER BY mean_total DESC, id ASC",
-                (mission,),
+                "SELECT id, name, mean_total, seeds, created, scoring FROM submissions WHERE mission = ? "
+                "AND state = 'scored' ORDER BY scoring != ?, scoring, mean_total DESC, id ASC",
+                (mission, scoring),
             ).fetchall()
-        return [{"rank": k + 1, **dict(r)} for k, r in enumerate(rows)]
+        out: list[dict[str, Any]] = []
+        rank: dict[str, int] = {}
+        for r in rows:
+            rank[r["scoring"]] = rank.get(r["scoring"], 0) + 1
+            out.append({"rank": rank[r["scoring"]], **dict(r)})
+        return out

@@ -6,14 +6,14 @@ Routes (JSON unless stated; errors are ``{"error": reason}`` with 400 / 404 / 41
 
 | method, path | what |
 | --- | --- |
-| GET ``/missions`` | mission ids and their time limits |
+| GET ``/missions`` | mission ids, time limits, scoring rules and their terms, which one is the default |
 | POST ``/submissions`` | multipart: ``file`` (.py/.zip), ``name``, ``mission``, ``seeds``, ``localization`` |
 | GET ``/submissions[?mission=ID]`` | all submissions with state and run counts |
 | GET ``/submissions/{id}`` | one submission, its runs (status, total, per-term scores) and the mean |
 | GET ``/submissions/{id}/runs/{seed}`` | one run: status, reason, terms, per-target details, measures |
 | GET ``/submissions/{id}/runs/{seed}/log`` | the participant's output (text/plain, head only) |
 | GET ``/submissions/{id}/runs/{seed}/trajectory`` | replay: columns, rows (t, true pose, estimate) at 5 Hz |
-| GET ``/leaderboard/{mission}`` | scored submissions ranked by mean total |
+| GET ``/leaderboard/{mission}`` | scored submissions ranked by mean total within a scoring rule |
 
 Uploads are checked (:func:`intball_compete.upload.unpack`) before they are stored. Blocking
 store calls run in the default executor so the server's event loop never waits on SQLite.
@@ -27,7 +27,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from intball_compete.missions import MISSION_IDS
+from intball_compete.missions import DEFAULT_MISSION, MISSION_IDS, MISSIONS
+from intball_compete.scoring import RULES
 from intball_compete.service import Evaluator
 from intball_compete.store import Store
 from intball_compete.upload import MAX_UPLOAD_BYTES, UploadRejected, unpack
@@ -56,7 +57,18 @@ def _int(request: web.Request, key: str) -> int:
 
 
 async def missions(request: web.Request) -> web.Response:
-    return web.json_response([{"id": m, "time_limit_s": 300.0, "scoring": "score-v1"} for m in MISSION_IDS])
+    return web.json_response(
+        [
+            {
+                "id": m.id,
+                "time_limit_s": m.time_limit_s,
+                "scoring": m.scoring,
+                "terms": list(RULES[m.scoring]),
+                "default": m.id == DEFAULT_MISSION,
+            }
+            for m in MISSIONS.values()
+        ]
+    )
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -87,7 +99,7 @@ async def upload(request: web.Request) -> web.Response:
             )
     if content is None or filename is None:
         return _error(400, "missing the 'file' field")
-    mission = fields.get("mission", MISSION_IDS[0])
+    mission = fields.get("mission", DEFAULT_MISSION)
     if mission not in MISSION_IDS:
         return _error(400, f"unknown mission {mission!r}; known: {', '.join(MISSION_IDS)}")
     try:

@@ -78,6 +78,9 @@ class VisionOptions:
     max_init_s : s of sim time to wait for the first visual fix before giving up
     max_losses_per_waypoint : after this many losses of localization on the way to one waypoint the
         runner gives that waypoint up (a marker blind spot would otherwise stop the mission forever)
+    renderer : ``egl`` (EGL through Mesa when it loads, else TinyRenderer) or ``tiny``
+        (TinyRenderer: bit-identical images whatever other PyBullet clients the process made
+        before, for runs that must repeat exactly, e.g. the competition's)
     """
 
     camera_hz: float = DEFAULT_CAMERA_HZ
@@ -93,8 +96,11 @@ class VisionOptions:
     max_init_s: float = 20.0
     max_losses_per_waypoint: int = 2
     guard: GuardParams = field(default_factory=GuardParams)
+    renderer: str = "egl"
 
     def __post_init__(self) -> None:
+        if self.renderer not in ("egl", "tiny"):
+            raise ValueError(f"VisionOptions.renderer={self.renderer!r} not allowed; allowed: egl, tiny")
         checks = {
             "camera_hz": 0.5 <= self.camera_hz <= 60.0,
             "latency_s": 0.0 <= self.latency_s <= 0.5,
@@ -218,7 +224,7 @@ class VisionInLoop:
         # this thread: keep OpenCV from fanning detection out to other threads (process-wide).
         cv2.setNumThreads(1)
         self._client = p.connect(p.DIRECT)
-        self.renderer = Renderer(self._client, prefer_egl=True)
+        self.renderer = Renderer(self._client, prefer_egl=self.options.renderer == "egl")
         marker_map = load_marker_map()
         build_world(self._client, module, marker_map, marker_ids=self.options.marker_ids)
         imu_params = load_imu_params()
