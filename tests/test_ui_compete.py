@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from ui_helpers import ARGS, CHROMIUM, IMG, SHOTS, ServerThread, require_browser, tid
 
+from intball_compete.missions import DEFAULT_MISSION, MISSIONS
 from intball_teleop import commands as C
 from intball_teleop.kinematic import KinematicRobot
 from intball_teleop.server.app import load_compete_app
@@ -69,7 +70,7 @@ def test_upload_scored_leaderboard_and_rejection(tmp_path, monkeypatch):
             page.click(tid("login-submit"))
             page.wait_for_selector(f"{tid('login-panel')}.hidden", state="attached")
             page.wait_for_selector(tid("compete-panel"), state="visible")
-            assert page.input_value(tid("compete-mission")) == "kibo-targets-v1"
+            assert page.input_value(tid("compete-mission")) == DEFAULT_MISSION  # what /missions marks default
 
             # a malformed upload: the API's reason is shown, nothing is queued
             page.set_input_files(tid("compete-file"), str(broken))
@@ -122,6 +123,7 @@ def test_upload_scored_leaderboard_and_rejection(tmp_path, monkeypatch):
             board = page.locator(f'{tid("compete-leaderboard-row")}[data-submission-id="1"]')
             board.wait_for()
             assert board.get_attribute("data-rank") == "1"
+            assert board.get_attribute("data-scoring") == MISSIONS[DEFAULT_MISSION].scoring
             assert "quick finisher" in board.inner_text()
 
             if SHOTS:  # the rejection reason beside the scored submission

@@ -693,9 +693,11 @@ async function competeProbe() {
     sel.innerHTML = "";
     for (const m of CP.missions) {
       const o = document.createElement("option");
-      o.value = m.id; o.textContent = m.id;
+      o.value = m.id; o.textContent = m.scoring ? `${m.id} (${m.scoring})` : m.id;
       sel.appendChild(o);
     }
+    const preferred = CP.missions.find((m) => m.default);
+    if (preferred) sel.value = preferred.id;
   }
   $("compete-panel").classList.remove("hidden");
   document.body.dataset.compete = "yes";
@@ -915,11 +917,13 @@ function renderLeaderboard(rows) {
     cell(tr, row.name);
     cell(tr, fmt(row.mean_total, 1));
     cell(tr, String(row.seeds));
+    cell(tr, row.scoring || "", "small");
+    tr.dataset.scoring = row.scoring || "";
     body.appendChild(tr);
   }
   if (!rows.length) {
     const tr = document.createElement("tr");
-    cell(tr, "no scored submission yet", "small").colSpan = 5;
+    cell(tr, "no scored submission yet", "small").colSpan = 6;
     body.appendChild(tr);
   }
 }
