@@ -1,6 +1,6 @@
 """Per-frame cost of visual localization on a 320x240 navigation frame, on one core.
 
-    .venv/bin/python bench/bench_loc_frame.py [--frames 150] [--runs 5]
+    .venv/bin/python bench/bench_loc_frame.py [--frames 150] [--runs 5] [--features]
 
 Frames: the navigation camera of ``intball_nav/data/cameras.yaml`` (320x240, 90 deg) ~1 m
 below the overhead markers of ``markers.yaml``, moving along the module, rendered by
@@ -8,6 +8,13 @@ below the overhead markers of ``markers.yaml``, moving along the module, rendere
 timing. Per frame: ``MarkerLocalizer.detect`` (ArUco), ``estimate`` (consensus, joint LM pose,
 covariance) and ``Eskf.add_pose`` with a 60 ms image lag (the update re-propagates the IMU samples
 since the image: the realistic cost). IMU propagation between frames is not counted.
+
+``--features``: the feature-map fallback frame instead (no marker in view). Frames: the left nav
+camera rendered by EGL in the module WITHOUT markers (``intball_sim.world``), robot anywhere in the
+keep-in box with a random attitude, kept when the view's median depth is >= 0.6 m (the views where
+the feature map works; closer ones fail fast); prior = truth + 1 cm / 0.5 deg per axis (seeded),
+about the ESKF's prediction at 10 Hz. Per frame: ``MarkerLocalizer.localize`` (finds nothing) then
+``FeatureLocalizer.localize`` with the prior (tracking), on the cached default map.
 
 OpenCV is limited to one thread. Prints a Markdown block for docs/benchmarks.md with the median
 per-frame wall time of each stage (median over runs of the per-run medians) and the CPU time of
@@ -98,12 +105,111 @@ def run_once(frames: list[np.ndarray]) -> dict[str, list[float]]:
     return wall
 
 
+def make_feature_frames(n: int, seed: int) -> tuple[list[np.ndarray], list[Pose], list[Pose]]:
+    """(gray frames, true robot poses, priors) for ``--features`` (module docstring)."""
+    import pybullet as p
+
+    from intball_nav.frames import quat_from_rotvec
+    from intball_nav.module import load_module
+    from intball_sim.camera import Renderer, load_cameras
+    from intball_sim.world import build_world
+
+    module = load_module()
+    cam = load_cameras()["nav_left"]
+    cid = p.connect(p.DIRECT)
+    renderer = Renderer(cid)
+    build_world(cid, module, load_marker_map(), marker_ids=())
+    rng = np.random.default_rng(seed)
+    lo, hi = module.clear_min + 0.10, module.clear_max - 0.10
+    frames, truths, priors = [], [], []
+    while len(frames) < n:
+        q = rng.normal(size=4)
+        T = Pose(rng.uniform(lo, hi), q / np.linalg.norm(q))
+        if any(box.contains(T.position, 0.10) for box in (*module.keep_out, module.dock.box)):
+            continue
+        rgb, depth = renderer.render(cam, T.compose(cam.T_base_cam))
+        if float(np.median(depth)) < 0.6:
+            continue
+        frames.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+        truths.append(T)
+        turn = quat_from_rotvec(rng.normal(0.0, np.radians(0.5), 3))
+        priors.append(Pose(T.position + rng.normal(0.0, 0.01, 3), quat_multiply(turn, T.quat)))
+    p.disconnect(cid)
+    return frames, truths, priors
+
+
+def run_features(frames: list[np.ndarray], truths: list[Pose], priors: list[Pose], floc) -> dict:
+    from intball_sim.camera import load_cameras
+
+    markers = MarkerLocalizer(load_marker_map(), load_cameras()["nav_left"])
+    out: dict[str, list[float]] = {"markers": [], "features": [], "total": [], "cpu_total": [], "err": []}
+    for frame, truth, prior in zip(frames, truths, priors, strict=True):
+        c0 = time.thread_time()
+        t0 = time.perf_counter()
+        markers.localize(frame, 0.0)
+        t1 = time.perf_counter()
+        meas = floc.localize(frame, 0.0, prior)
+        t2 = time.perf_counter()
+        out["cpu_total"].append(time.thread_time() - c0)
+        out["markers"].append(t1 - t0)
+        out["features"].append(t2 - t1)
+        out["total"].append(t2 - t0)
+        if meas is not None:
+            out["err"].append(float(np.linalg.norm(meas.T_kibo_base.position - truth.position)))
+    return out
+
+
+def main_features(args: argparse.Namespace) -> None:
+    from intball_nav.vision.feature_map import FeatureLocalizer
+    from intball_sim.camera import load_cameras
+    from intball_sim.mapping import default_feature_map
+
+    frames, truths, priors = make_feature_frames(args.frames, seed=0)
+    floc = FeatureLocalizer(default_feature_map(build_if_missing=True), load_cameras()["nav_left"])
+    run_features(frames[:5], truths[:5], priors[:5], floc)  # warm-up
+    runs = [run_features(frames, truths, priors, floc) for _ in range(args.runs)]
+
+    def med_ms(key: str) -> float:
+        return 1e3 * statistics.median(statistics.median(r[key]) for r in runs)
+
+    def p90_ms(key: str) -> float:
+        return 1e3 * statistics.median(float(np.percentile(r[key], 90)) for r in runs)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    err = np.array(runs[0]["err"])
+    print("### Feature-map fallback frame, one 320x240 nav frame (bench/bench_loc_frame.py --features)")
+    print()
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, OpenCV {cv2.__version__} (1 thread), "
+        f"load average {load:.1f}; {args.frames} EGL frames without markers x {args.runs} runs; "
+        f"poses: {len(err)}/{len(frames)}, position error median {1e3 * np.median(err):.1f} mm, "
+        f"p95 {1e3 * np.percentile(err, 95):.1f} mm."
+    )
+    print()
+    print("| stage | median ms | p90 ms |")
+    print("| --- | ---: | ---: |")
+    for key, name in (
+        ("markers", "ArUco (no marker found)"),
+        ("features", "feature-map tracking with a prior"),
+        ("total", "**total per frame (wall)**"),
+        ("cpu_total", "total per frame (thread CPU time)"),
+    ):
+        print(f"| {name} | {med_ms(key):.2f} | {p90_ms(key):.2f} |")
+    print()
+    print("Target (issue #3): <= 15 ms median on one core.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--features", action="store_true", help="the feature-map fallback frame (no markers)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    if args.features:
+        main_features(args)
+        return
     frames, _ = make_frames(args.frames, seed=0)
     run_once(frames[:10])  # warm-up
     runs = [run_once(frames) for _ in range(args.runs)]

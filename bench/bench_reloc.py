@@ -1,7 +1,7 @@
 """Relocalization (kidnapped robot): natural features alone, or the robot's full pipeline.
 
-    .venv/bin/python bench/bench_reloc.py [--features-only | --pipeline] [--trials 100]
-        [--rate-deg 15] [--fps 10] [--seed 0] [--map FILE]
+    .venv/bin/python bench/bench_reloc.py [--features-only | --pipeline [--aux main|none]]
+        [--trials 100] [--rate-deg 15] [--fps 10] [--seed 0] [--map FILE]
 
 Two modes, the same trials (same seeds give the same poses, rotation axes and frames):
 
@@ -41,6 +41,10 @@ Pipeline mode (``--pipeline``), same poses, rotation, frame times and 2 s window
   left nav camera, no stereo/ICP), no ``set_prior``: the filter initialises from its first
   qualifying visual pose (>= 2 markers, a feature-map pose, or a precise non-ambiguous single
   marker);
+- ``--aux main`` (default, as the estimator node): the front main camera (640x480, 75 deg, looking
+  the other way) at 5 Hz (every other nav frame), resized to 320x240, feeds the auxiliary
+  ``FeatureLocalizer`` through ``add_aux_frame`` whenever ``needs_aux_frame`` says the nav camera
+  has given no pose (it is only rendered then); ``--aux none`` is the nav camera alone;
 - IMU at 100 Hz from t = 0 (``intball_sim.imu.Imu``, seeded per trial, with its noise, turn-on
   bias and bias walk): true body rate = the constant commanded rotation, specific force 0 (the
   robot turns in place about its centre); frames are processed at their capture time (no
@@ -68,6 +72,7 @@ from intball_nav.estimation.eskf import EskfParams
 from intball_nav.estimation.visual_localizer import SOURCES, VisualLocalizer, VisualLocalizerParams
 from intball_nav.frames import Pose, quat_angle, quat_from_rotvec, quat_multiply, rotmat_from_quat
 from intball_nav.module import load_marker_map, load_module
+from intball_nav.vision.camera_geometry import resized_camera
 from intball_nav.vision.feature_map import FeatureLocalizer, load_feature_map
 from intball_nav.vision.markers import MarkerLocalizer
 from intball_sim.camera import Renderer, load_cameras
@@ -118,6 +123,7 @@ def run_pipeline(
     obstacles: list,
     n_frames: int,
     map_note: str,
+    aux: tuple[FeatureLocalizer, object] | None = None,
 ) -> None:
     """``--pipeline``: VisualLocalizer (markers + features + ESKF) on the default world, synthetic
     IMU; prints the Markdown block (module docstring, "Pipeline mode")."""
@@ -127,15 +133,18 @@ def run_pipeline(
     rate = np.radians(args.rate_deg)
     # per trial: (status at the end, first-frame marker count, open, fix time, init source, ever wrong)
     results: list[tuple[str, int, bool, float | None, str | None, bool]] = []
-    end_pos, end_ang, costs = [], [], []
+    end_pos, end_ang, costs, aux_costs = [], [], [], []
     for trial in range(args.trials):
         T0, axis = draw_trial(rng, *box, obstacles)
+        if args.only and trial not in args.only:
+            continue
         omega_body = rotmat_from_quat(T0.quat).T @ (axis * rate)  # constant: the axis is fixed in kibo
         imu = Imu(imu_params, seed=args.seed * 100_003 + trial + 5_000_011)
         vl = VisualLocalizer(
             VisualLocalizerParams(eskf=EskfParams.from_imu(imu_params)),
             MarkerLocalizer(marker_map, cam),
             floc,
+            aux_localizer=None if aux is None else aux[0],
         )
         n_first, is_open, fix_t, fix_src, ever_wrong, k = 0, False, None, None, False, 0
         for i in range(n_imu + 1):
@@ -150,6 +159,10 @@ def run_pipeline(
                 if k == 0:
                     n_first = outcomes[0].n_markers
                     is_open = float(np.median(depth)) >= OPEN_DEPTH
+                if aux is not None and k % 2 == 0 and vl.needs_aux_frame(t_k):
+                    main = aux[1]
+                    rgb_main, _ = renderer.render(main, truth.compose(main.T_base_cam))
+                    outcomes = outcomes + vl.add_aux_frame(t_k, cv2.cvtColor(rgb_main, cv2.COLOR_RGB2GRAY))
                 for o in outcomes:
                     if o.status == "initialised" and fix_t is None:
                         fix_t, fix_src = t_k, o.source
@@ -166,6 +179,7 @@ def run_pipeline(
                             )
                 k += 1
         costs += vl.frame_costs
+        aux_costs += vl.aux_costs
         truth = Pose(T0.position, quat_multiply(quat_from_rotvec(axis * rate * WINDOW_S), T0.quat))
         est, _, _ = vl.estimate(WINDOW_S)
         if est is None:
@@ -252,17 +266,32 @@ def run_pipeline(
             f"{np.median(c):.0f} / {np.percentile(c, 90):.0f} ms ({len(c)} frames)",
         )
     )
+    if aux is not None:
+        a = 1e3 * np.array(aux_costs)
+        table.append(
+            (
+                "auxiliary main-camera frames used (only while the nav camera gives no pose): cost median",
+                f"{np.median(a):.0f} ms ({len(a)} frames)" if len(a) else "0 frames",
+            )
+        )
 
     print(f"## Relocalization, full pipeline ({platform.machine()}, {os.cpu_count()} cores)")
     print()
     print(
-        f"`bench/bench_reloc.py --pipeline --trials {n} --rate-deg {args.rate_deg:g} --fps {args.fps:g} "
-        f"--seed {args.seed}`. Same trials as the features-only mode: robot anywhere in the keep-in box, "
-        f"random attitude, rotating in place at {args.rate_deg:g} deg/s; nav_left 320x240 at "
-        f"{args.fps:g} Hz, {n_frames} frames in {WINDOW_S:g} s; all markers present; no prior. "
+        f"`bench/bench_reloc.py --pipeline --aux {args.aux} --trials {n} --rate-deg {args.rate_deg:g} "
+        f"--fps {args.fps:g} --seed {args.seed}`. Same trials as the features-only mode: robot anywhere "
+        f"in the keep-in box, random attitude, rotating in place at {args.rate_deg:g} deg/s; "
+        f"nav_left 320x240 at {args.fps:g} Hz, {n_frames} frames in {WINDOW_S:g} s; all markers present; "
+        "no prior. "
         "VisualLocalizer (markers, then the feature map, then a single marker) fused by its ESKF with "
         "a simulated 100 Hz IMU (noise and biases; true rate = the commanded rotation, no "
-        f"acceleration); frames processed at capture time (no latency). {map_note}"
+        "acceleration); frames processed at capture time (no latency). "
+        + (
+            "Auxiliary camera: main (front, 5 Hz, resized to 320x240) while the nav camera gives no pose. "
+            if aux is not None
+            else "No auxiliary camera. "
+        )
+        + map_note
     )
     print()
     print("| metric | value |")
@@ -279,6 +308,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--map", default=None, help="feature map .npz (default: the cached default map)")
     ap.add_argument("--progress", action="store_true", help="one line per trial on stderr")
+    ap.add_argument(
+        "--only",
+        type=lambda text: {int(i) for i in text.split(",")},
+        default=None,
+        help="pipeline: run only these trial indices of the sequence (e.g. 9,11,24), for diagnosis",
+    )
+    ap.add_argument(
+        "--aux",
+        choices=("main", "none"),
+        default="main",
+        help="pipeline: auxiliary camera for the natural features while the nav camera gives no pose",
+    )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument(
         "--features-only",
@@ -316,7 +357,11 @@ def main() -> None:
             f"Map: {fmap.n_points} points, {fmap.n_keyframes} keyframes ({survey['views']} survey views, "
             f"seed {survey['seed']})."
         )
-        run_pipeline(args, renderer, cam, loc, marker_map, rng, (lo, hi), obstacles, n_frames, map_note)
+        aux = None
+        if args.aux == "main":
+            main = load_cameras()["main"]
+            aux = (loc.for_camera(resized_camera(main, 320, 240)), main)
+        run_pipeline(args, renderer, cam, loc, marker_map, rng, (lo, hi), obstacles, n_frames, map_note, aux)
         p.disconnect(cid)
         return
 

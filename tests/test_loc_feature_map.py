@@ -10,6 +10,7 @@ rendered ground truth.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -133,6 +134,61 @@ def test_hamming_matches_opencv():
     b = rng.integers(0, 256, (20, 32), dtype=np.uint8)
     expected = [cv2.norm(x, y, cv2.NORM_HAMMING) for x, y in zip(a, b, strict=True)]
     np.testing.assert_array_equal(hamming(a, b), expected)
+
+
+def test_hamming_broadcasts_rows():
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (7, 32), dtype=np.uint8)
+    expected = [[cv2.norm(x, y, cv2.NORM_HAMMING) for y in a] for x in a]
+    np.testing.assert_array_equal(hamming(a[:, None, :], a[None, :, :]), expected)
+
+
+def test_candidate_pool_is_exact_for_nearby_poses():
+    """The per-frame candidate pool (``_pool``) gives exactly the candidates of the whole map for
+    every camera pose within POOL_SHIFT_M / POOL_TURN_RAD of its own, including points close to the
+    camera and at the image border (seeded random map around the camera, random nearby poses)."""
+    from types import SimpleNamespace
+
+    from intball_nav.vision.feature_map import POOL_SHIFT_M, POOL_TURN_RAD
+
+    rng = np.random.default_rng(3)
+    fmap = tiny_map(n=4000, seed=3)
+    n = fmap.n_points
+    points = rng.uniform(-3.0, 3.0, (n, 3))
+    dirs = -points + rng.normal(0.0, 0.5, (n, 3))  # mostly facing the origin
+    near = np.linalg.norm(points, axis=1)
+    lo = near * rng.uniform(0.3, 1.0, n)
+    fmap = dataclasses.replace(
+        fmap,
+        points=points,
+        view_dirs=(dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32),
+        dist_range=np.column_stack([lo, lo * rng.uniform(1.0, 3.0, n)]).astype(np.float32),
+    )
+    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
+    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
+    loc = FeatureLocalizer(fmap, cam)
+    checked = 0
+    for _ in range(20):
+        q = rng.normal(size=4)
+        T0 = Pose(rng.normal(0.0, 0.2, 3), q / np.linalg.norm(q))
+        pool = loc._pool(T0, 20.0)
+        assert len(pool.ids) < n
+        for _ in range(10):
+            shift = rng.normal(size=3)
+            shift *= rng.uniform(0, POOL_SHIFT_M) / np.linalg.norm(shift)
+            axis = rng.normal(size=3)
+            turn = axis / np.linalg.norm(axis) * rng.uniform(0, POOL_TURN_RAD)
+            T = Pose(T0.position + shift, quat_multiply(quat_from_rotvec(turn), T0.quat))
+            assert pool.covers(T, 4.0)
+            for margin in (20.0, 4.0, 0.0):
+                ids_full, uv_full = loc._candidates(T, margin)
+                ids_pool, uv_pool = loc._candidates(T, margin, pool)
+                np.testing.assert_array_equal(ids_pool, ids_full)
+                np.testing.assert_allclose(uv_pool, uv_full)
+                checked += len(ids_full)
+    assert checked > 1000  # the poses did see points
+    far = Pose(T0.position + [2 * POOL_SHIFT_M, 0, 0], T0.quat)
+    assert not pool.covers(far, 4.0) and not pool.covers(T0, 30.0)
 
 
 # ------------------------------------------------------------------------------ rendered frames

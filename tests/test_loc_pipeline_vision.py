@@ -19,6 +19,7 @@ from intball_nav.estimation.visual_localizer import (
     guard_fans,
     guard_step,
     guard_summary,
+    loss_response_params,
 )
 from intball_nav.frames import Pose, quat_angle, quat_from_rpy, rotmat_from_quat
 from intball_nav.robot import load_robot_params
@@ -338,3 +339,49 @@ def test_single_marker_initialises_only_when_precise_and_unambiguous():
     loc, out = _run(_Source(None))
     assert out[0][0].status == "no_pose" and loc.estimate(0.3)[0] is None
     assert loc.estimate(0.3)[2].level == HealthLevel.LOST
+
+
+def test_aux_camera_is_used_only_while_the_nav_camera_gives_no_pose():
+    """The auxiliary (main camera) localizer runs before the first fix and once the nav camera has
+    given no pose for ``aux_after_s``; never while the nav camera works. Its pose initialises."""
+    aux = _Source(0)
+    aux.width, aux.height, aux.shapes = 320, 240, []
+    localize = aux.localize
+    aux.localize = lambda gray, stamp, prior=None: (
+        aux.shapes.append(gray.shape) or localize(gray, stamp, prior)
+    )
+    nav_features = _Source(None)
+    loc = VisualLocalizer(None, _Source(None), nav_features, aux_localizer=aux)
+    assert loc.needs_aux_frame(0.0)
+    for k in range(1, 11):
+        loc.add_imu(0.01 * k, np.zeros(3), np.zeros(3))
+    assert [o.source for o in loc.add_nav_frame(0.07, np.zeros((240, 320), np.uint8))] == [
+        "markers",
+        "features",
+    ]
+    out = loc.add_aux_frame(0.07, np.zeros((480, 640), np.uint8))  # resized to the aux model
+    assert [(o.source, o.status) for o in out] == [("aux_features", "initialised")]
+    assert aux.calls == [(0.07, None)]  # before the first fix: relocalization, no prior
+    assert aux.shapes == [(240, 320)]  # the 640x480 frame resized to the auxiliary model
+    assert len(loc.aux_costs) == 1 and len(loc.frame_costs) == 1
+
+    # the nav camera works again: aux frames are skipped (not even localized)
+    nav_features.n = 0
+    for k in range(11, 21):
+        loc.add_imu(0.01 * k, np.zeros(3), np.zeros(3))
+    assert loc.add_nav_frame(0.17, np.zeros((240, 320), np.uint8))[-1].status == "accepted"
+    assert not loc.needs_aux_frame(0.2) and loc.add_aux_frame(0.2, np.zeros((480, 640), np.uint8)) == []
+    assert len(aux.calls) == 1
+    assert not loc.needs_aux_frame(0.17 + loc.params.aux_after_s - 0.01)
+    assert loc.needs_aux_frame(0.17 + loc.params.aux_after_s + 0.01)  # nav silent for too long
+    no_aux = VisualLocalizer(None, _Source(None), nav_features)
+    assert not no_aux.needs_aux_frame(0.0) and no_aux.add_aux_frame(0.0, np.zeros((240, 320), np.uint8)) == []
+
+
+def test_loss_response_presets():
+    assert loss_response_params("hold") == GuardParams()
+    search = loss_response_params("search")
+    assert search.search_rate == pytest.approx(math.radians(10.0)) and search.search_max_s == 40.0
+    assert loss_response_params("search", math.radians(5.0), 10.0).search_max_s == 10.0
+    with pytest.raises(ValueError, match="hold, search"):
+        loss_response_params("spin")

@@ -81,6 +81,17 @@ def test_vision_is_the_default_localization_with_cameras():
         launcher.graph_specs(_up_args(["--no-cameras", "--localization", "vision"]))
 
 
+def test_loss_response_flag_reaches_the_control_node_parameters():
+    control = {s.name: s for s in launcher.graph_specs(_up_args([]))}[names.CONTROL_NODE]
+    assert control.params[names.P_LOSS_RESPONSE] == "hold"  # issue #4: stop and hold by default
+    args = _up_args(["--loss-response", "search"])
+    control = {s.name: s for s in launcher.graph_specs(args)}[names.CONTROL_NODE]
+    assert control.params[names.P_LOSS_RESPONSE] == "search"
+    assert f"{names.P_LOSS_RESPONSE}:=search" in launcher.params_cli_args(control.params)
+    with pytest.raises(SystemExit):
+        _up_args(["--loss-response", "spin"])
+
+
 # ------------------------------------------------------------------------ control node, in-process
 class ScriptedEstimator:
     """Test side of the controller: publishes odometry + health, records fans and statuses."""
@@ -166,6 +177,64 @@ def test_controller_stops_holds_and_resumes_on_localization_loss():
         rclpy.try_shutdown()
 
 
+def test_controller_searches_in_place_when_asked_and_holds_by_default():
+    """``loss_response:=search``: once braked, the fans turn the robot about its body z axis (torque
+    about z, no net force, other torques ~0) until the health is ``ok``; an unknown value is refused
+    at start-up."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    from intball_nav.robot import load_robot_params
+    from intball_ros.nodes.control_node import ControlNode
+
+    B = load_robot_params().allocation_matrix
+    rclpy.init()
+    control = ControlNode(
+        cli_args=[
+            "--ros-args",
+            "-p",
+            f"{names.P_STATUS_RATE}:=25.0",
+            "-p",
+            f"{names.P_LOSS_RESPONSE}:=search",
+        ]
+    )
+    client = rclpy.create_node("test_search_client")
+    executor = SingleThreadedExecutor()
+    executor.add_node(control)
+    executor.add_node(client)
+    io = ScriptedEstimator(client)
+    at_rest = RigidBodyState(position=np.array(START))
+
+    def run(seconds: float, level: HealthLevel, reason: str) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            io.publish(at_rest, level, reason)
+            executor.spin_once(timeout_sec=0.01)
+
+    try:
+        run(1.0, HealthLevel.OK, "ok")
+        io.fans.clear(), io.statuses.clear()
+        run(1.0, HealthLevel.LOST, "no visual update for 3.1 s")  # at rest: braking ends at once
+        assert io.statuses and "localization searching" in io.statuses[-1].message, [
+            s.message for s in io.statuses
+        ]
+        wrench = B @ io.fans[-1]
+        assert wrench[5] > 1e-4, wrench  # N m about body +z: turning toward the commanded rate
+        assert np.all(np.abs(wrench[:3]) < 1e-6) and np.all(np.abs(wrench[3:5]) < 1e-6), wrench
+        run(1.0, HealthLevel.OK, "ok")
+        assert "recovering" in io.statuses[-1].message
+    finally:
+        executor.shutdown()
+        control.destroy_node()
+        client.destroy_node()
+        rclpy.try_shutdown()
+    rclpy.init()
+    try:
+        with pytest.raises(ValueError, match="hold, search"):
+            ControlNode(cli_args=["--ros-args", "-p", f"{names.P_LOSS_RESPONSE}:=spin"])
+    finally:
+        rclpy.try_shutdown()
+
+
 # ------------------------------------------------------------------------ process graph
 @pytest.mark.ros
 def test_vision_graph_converges_on_the_estimate_with_health_ok(tmp_path):
@@ -225,3 +294,56 @@ def test_vision_graph_converges_on_the_estimate_with_health_ok(tmp_path):
         node.destroy_node()
         rclpy.try_shutdown()
         g.stop()
+
+
+def test_vision_estimator_feeds_main_camera_frames_in_stamp_order_only_when_wanted():
+    """Nav and main camera images go to the pipeline in capture-stamp order once the IMU reaches
+    them; a main camera image is not even converted when ``needs_aux_frame`` says no."""
+    from types import SimpleNamespace
+
+    from intball_ros.nodes import vision_estimator
+
+    calls: list[tuple[str, float]] = []
+
+    class Pipeline:  # stand-in for VisualLocalizer
+        aux = SimpleNamespace(last=SimpleNamespace(n_inliers=0))
+        features = None
+        eskf = SimpleNamespace(core=SimpleNamespace(last_update_t=0.0), n_rejected=0)
+
+        def add_imu(self, t, gyro, accel):
+            calls.append(("imu", round(t, 3)))
+
+        def needs_aux_frame(self, stamp):
+            return stamp < 0.15
+
+        def add_nav_frame(self, stamp, gray):
+            calls.append(("nav", round(stamp, 3)))
+            return []
+
+        def add_aux_frame(self, stamp, gray):
+            assert gray.shape == (480, 640)
+            calls.append(("aux", round(stamp, 3)))
+            return []
+
+        def estimate(self, t):
+            return None, None, HealthStatus()
+
+    node = SimpleNamespace(
+        create_subscription=lambda *a: None,
+        publish_estimate=lambda *a: None,
+        publish_health=lambda: None,
+        get_logger=lambda: SimpleNamespace(warning=lambda *a, **k: None),
+    )
+    original = vision_estimator.make_localizer
+    vision_estimator.make_localizer = lambda features: Pipeline()
+    try:
+        est = vision_estimator.VisionEstimator(node, features=True)
+    finally:
+        vision_estimator.make_localizer = original
+    for t in (0.1, 0.2):
+        est._on_aux_image(convert.image_from_array(np.zeros((480, 640, 3), np.uint8), t, "main"))
+    for t in (0.05, 0.15):
+        est._on_image(convert.image_from_array(np.zeros((240, 320, 3), np.uint8), t, "nav_left"))
+    for t in (0.12, 0.25):
+        est._on_imu(convert.imu_msg(t, np.zeros(3), np.zeros(3)))
+    assert calls == [("imu", 0.12), ("nav", 0.05), ("aux", 0.1), ("imu", 0.25), ("nav", 0.15)]

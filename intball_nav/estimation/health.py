@@ -26,6 +26,11 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 
+LOSS_RESPONSES = ("hold", "search")
+"""What the control loop does when the health is ``lost`` (``visual_localizer.loss_response_params``):
+``hold`` brakes, turns the fans off and waits (issue #4's stop and hold, the default); ``search``
+brakes, then turns in place to find a view. Defined here, in a light module, for the launcher."""
+
 
 class HealthLevel(IntEnum):
     """Ordered so that a larger value is worse."""

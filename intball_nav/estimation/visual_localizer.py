@@ -19,6 +19,11 @@
   4. a pose from fewer than ``min_markers`` markers (one marker) when nothing else worked.
 
   It returns the outcomes (source, filter result, marker count, processing cost);
+- ``add_aux_frame(stamp, gray)``: a frame of a second camera with its own natural-feature
+  localizer (``aux_localizer``: the robot's front main camera, which looks the other way than the
+  rear nav cameras), used only while the nav camera gives no pose (``needs_aux_frame``: before the
+  first fix, or no nav pose fused for ``aux_after_s``). Near a wall the nav camera sees a blurred
+  patch of one rack from a few cm; the main camera then usually sees the module;
 - ``estimate(t) -> (RigidBodyState | None, covariance (6,6), HealthStatus)``: the filter's
   estimate propagated to t with the last IMU sample, its pose covariance ``[dp m kibo, dtheta rad
   body]`` and the health (ok / degraded / lost). None before the first good visual pose.
@@ -53,13 +58,13 @@ import numpy as np
 from intball_nav.allocation import allocate
 from intball_nav.dynamics import RigidBodyState
 from intball_nav.estimation.eskf import Eskf, EskfParams, PoseObservation
-from intball_nav.estimation.health import HealthLevel, HealthStatus
+from intball_nav.estimation.health import LOSS_RESPONSES, HealthLevel, HealthStatus
 from intball_nav.frames import Pose, rotmat_from_quat
 from intball_nav.robot import RobotParams
 
 MODE_VISION = "vision"
 """Localization mode name: this pipeline closes the control loop (``intball sim --localization``)."""
-SOURCES = ("markers", "features", "icp", "single_marker")
+SOURCES = ("markers", "features", "icp", "single_marker", "aux_features")
 """Names of the measurement sources, in the order they are tried."""
 
 
@@ -91,6 +96,8 @@ class VisualLocalizerParams:
         the 0.10 m dock marker seen from the 0.30 m approach point, the mission start)
     stereo_baseline : m, distance of the right nav camera along the left one's optical x (ICP)
     history_s : s of estimates kept to give the feature localizer a prior at the image stamp
+    aux_after_s : s without a fused nav-camera pose after which the auxiliary camera's frames are
+        used (``add_aux_frame``); before the first fix they always are
     """
 
     eskf: EskfParams = field(default_factory=EskfParams)
@@ -100,6 +107,7 @@ class VisualLocalizerParams:
     single_marker_init_std: tuple[float, float] = (0.01, math.radians(1.0))
     stereo_baseline: float = 0.05
     history_s: float = 2.0
+    aux_after_s: float = 0.3
 
     def __post_init__(self) -> None:
         if self.min_markers < 1:
@@ -135,6 +143,7 @@ class VisualLocalizer:
     marker_localizer : ``intball_nav.vision.markers.MarkerLocalizer`` of the left nav camera
     feature_localizer : optional natural-feature localizer (``FrameLocalizer``)
     icp_localizer : optional point-cloud refiner (``PointCloudLocalizer``)
+    aux_localizer : optional natural-feature localizer of a second camera (``add_aux_frame``)
     """
 
     def __init__(
@@ -143,13 +152,17 @@ class VisualLocalizer:
         marker_localizer: Any,
         feature_localizer: FrameLocalizer | None = None,
         icp_localizer: PointCloudLocalizer | None = None,
+        aux_localizer: FrameLocalizer | None = None,
     ) -> None:
         self.params = params if params is not None else VisualLocalizerParams()
         self.markers = marker_localizer
         self.features = feature_localizer
         self.icp = icp_localizer
+        self.aux = aux_localizer
+        self._last_nav_fix = -math.inf  # stamp of the last fused nav-camera pose
         self.eskf = Eskf(self.params.eskf)
-        self.frame_costs: list[float] = []
+        self.frame_costs: list[float] = []  # s CPU per nav frame
+        self.aux_costs: list[float] = []  # s CPU per auxiliary frame used
         self.counts: dict[str, dict[str, int]] = {}
         self._hist_t: list[float] = []
         self._hist_pose: list[Pose] = []
@@ -210,8 +223,44 @@ class VisualLocalizer:
                     fused = out[-1][1] in ("accepted", "initialised")
         if not fused and meas is not None and 0 < n_markers < p.min_markers and p.single_marker:
             out.append(self._fuse("single_marker", meas, n_markers))
+            fused = out[-1][1] in ("accepted", "initialised")
+        if fused:
+            self._last_nav_fix = max(self._last_nav_fix, float(stamp))
+        return self._outcomes(stamp, out, c0, self.frame_costs)
+
+    def needs_aux_frame(self, stamp: float) -> bool:
+        """Whether ``add_aux_frame`` would use a frame captured at ``stamp`` (s): an auxiliary
+        localizer is set and the nav camera has given no pose yet, or none for ``aux_after_s``.
+        Callers may skip rendering or converting the auxiliary image otherwise."""
+        if self.aux is None:
+            return False
+        return not self.initialised or stamp - self._last_nav_fix > self.params.aux_after_s
+
+    def add_aux_frame(self, stamp: float, gray: np.ndarray) -> list[MeasurementOutcome]:
+        """Process a frame of the auxiliary camera captured at ``stamp`` (s), gray (H,W) uint8, when
+        ``needs_aux_frame(stamp)``; else do nothing and return []. An image larger than the auxiliary
+        localizer's model (``width`` x ``height``, e.g. the 640x480 main camera for a 320x240 model of
+        it, ``camera_geometry.resized_camera``) is resized to it. Natural features only, with the
+        filter's pose as the prior (relocalization before the first fix); its pose may initialise
+        the filter like a nav-camera feature pose."""
+        if not self.needs_aux_frame(stamp):
+            return []
+        c0 = time.thread_time()
+        aux: Any = self.aux
+        size = (int(aux.width), int(aux.height))
+        if gray.shape[1::-1] != size:
+            import cv2  # noqa: PLC0415
+
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        fm = aux.localize(gray, stamp, self._prior_at(stamp))
+        out = [("aux_features", "no_pose", 0, math.nan) if fm is None else self._fuse("aux_features", fm, 0)]
+        return self._outcomes(stamp, out, c0, self.aux_costs)
+
+    def _outcomes(
+        self, stamp: float, out: list[tuple[str, str, int, float]], c0: float, costs: list[float]
+    ) -> list[MeasurementOutcome]:
         cost = time.thread_time() - c0
-        self.frame_costs.append(cost)
+        costs.append(cost)
         result = []
         for source, status, n, d2 in out:
             self.counts.setdefault(source, {})
@@ -220,9 +269,9 @@ class VisualLocalizer:
         return result
 
     def _fuse(self, source: str, meas: Any, n_markers: int) -> tuple[str, str, int, float]:
-        if source in ("features", "icp"):
+        if source in ("features", "aux_features", "icp"):
             # ICP never (re-)initialises: it only refines a prior and can slide along the module
-            can_init = source == "features" and self.params.features_can_initialise
+            can_init = source != "icp" and self.params.features_can_initialise
             init_quality = self.params.eskf.init_min_markers if can_init else 0
             meas = PoseObservation(
                 float(meas.stamp), meas.T_kibo_base, np.asarray(meas.covariance), init_quality, False
@@ -332,6 +381,24 @@ class GuardParams:
                 f"GuardParams.search_rate must be in [0, 30 deg/s] and search_max_s > 0, got "
                 f"{self.search_rate} rad/s, {self.search_max_s} s"
             )
+
+
+SEARCH_RATE = math.radians(10.0)
+"""rad/s, turn rate of the ``search`` response (the competition's vision mode uses the same)."""
+SEARCH_MAX_S = 40.0
+"""s, longest search of the ``search`` response before the fans go off."""
+
+
+def loss_response_params(
+    response: str, search_rate: float = SEARCH_RATE, search_max_s: float = SEARCH_MAX_S
+) -> GuardParams:
+    """``GuardParams`` of a named loss response (one of ``LOSS_RESPONSES``); search_rate rad/s and
+    search_max_s s apply to ``search`` only. Raises ValueError naming the allowed values."""
+    if response == "hold":
+        return GuardParams()
+    if response == "search":
+        return GuardParams(search_rate=float(search_rate), search_max_s=float(search_max_s))
+    raise ValueError(f"loss response must be one of {', '.join(LOSS_RESPONSES)}, got {response!r}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ so ``dp`` is in the kibo frame (m) and ``dtheta`` in the camera optical frame (r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -44,6 +47,29 @@ def intrinsics_from_fov(width: int, height: int, hfov: float) -> np.ndarray:
     principal point at the image centre ``((W - 1) / 2, (H - 1) / 2)``."""
     f = 0.5 * width / np.tan(0.5 * hfov)
     return np.array([[f, 0.0, 0.5 * (width - 1)], [0.0, f, 0.5 * (height - 1)], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class ResizedCamera:
+    """A pinhole camera model of an image resized by ``resized_camera`` (a ``CameraLike``):
+    K (3,3) px, width and height px, T_base_cam the optical frame in base_link (unchanged)."""
+
+    K: np.ndarray
+    width: int
+    height: int
+    T_base_cam: Pose
+    D: np.ndarray
+
+
+def resized_camera(camera: Any, width: int, height: int) -> ResizedCamera:
+    """The model of ``camera``'s images resized to width x height px (``cv2.resize``): focal
+    lengths scaled per axis, principal point mapped with the pixel-centre convention
+    (c' = (c + 0.5) * s - 0.5). Distortion-free cameras only."""
+    sx, sy = width / camera.width, height / camera.height
+    K = np.asarray(camera.K, dtype=float).copy()
+    K[0, 0], K[0, 2] = K[0, 0] * sx, (K[0, 2] + 0.5) * sx - 0.5
+    K[1, 1], K[1, 2] = K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5
+    return ResizedCamera(K, int(width), int(height), camera.T_base_cam, np.zeros(5))
 
 
 def points_in_camera(T_kibo_cam: Pose, points_kibo: np.ndarray) -> np.ndarray:

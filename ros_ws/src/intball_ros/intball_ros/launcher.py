@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the tour is flown")
     parser.add_argument("--seed", type=int, default=0, help="simulator and estimator noise seed")
     parser.add_argument("--flight-mode", default="nominal", help="nominal | precision | quiet")
+    parser.add_argument(
+        "--loss-response",
+        choices=names.LOSS_RESPONSES,
+        default="hold",
+        help="when localization is lost: brake and hold with the fans off (hold, default) or brake, "
+        "then turn in place until a view brings it back (search)",
+    )
     ui = parser.add_argument_group("ground station (--ui)")
     ui.add_argument("--ui", action="store_true", help="also start the bridge node + web console")
     ui.add_argument("--ui-host", default="127.0.0.1", help="console bind address (default 127.0.0.1)")
@@ -112,7 +119,15 @@ def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
             {names.P_RATE: args.rate, names.P_CAMERAS: not args.no_cameras, names.P_SEED: args.seed},
         ),
         NodeSpec(names.ESTIMATOR_NODE, "estimator_node", estimator),
-        NodeSpec(names.CONTROL_NODE, "control_node", {**sim_time, names.P_FLIGHT_MODE: args.flight_mode}),
+        NodeSpec(
+            names.CONTROL_NODE,
+            "control_node",
+            {
+                **sim_time,
+                names.P_FLIGHT_MODE: args.flight_mode,
+                names.P_LOSS_RESPONSE: getattr(args, "loss_response", "hold"),
+            },
+        ),
     ]
     if not getattr(args, "no_nav", False):
         if not 0.0 <= args.battery <= 1.0:

@@ -15,6 +15,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+from intball_nav.estimation.health import LOSS_RESPONSES as _LOSS_RESPONSES
 from intball_nav.frames import BASE_FRAME, KIBO_FRAME
 
 # --- frames (ids come from intball_nav.frames; camera frame ids from cameras.yaml) -------
@@ -107,6 +108,9 @@ P_CONTROL_RATE = "control_rate"  # Hz sim time
 P_FLIGHT_MODE = "flight_mode"  # nominal | precision | quiet
 P_STATUS_RATE = "status_rate"  # Hz sim time
 P_HEALTH_TIMEOUT = "health_timeout"  # s sim time without localization health -> treated as lost
+P_LOSS_RESPONSE = "loss_response"  # hold | search (LOSS_RESPONSES): what the controller does when lost
+P_SEARCH_RATE = "search_rate"  # rad/s, loss_response search: turn rate in place about body z
+P_SEARCH_MAX_S = "search_max_s"  # s sim time, loss_response search: longest search, then fans off
 # nav_node
 P_DATA_DIR = "data_dir"  # camera_task output directory (snapshots, recordings)
 P_WATCHDOG_TIMEOUT = "watchdog_timeout"  # s sim time, message age that trips the watchdog faults
@@ -127,6 +131,7 @@ P_RETURN_TO_DOCK_AFTER = "return_to_dock_after_s"  # s without ground contact ->
 LOCALIZATION_VISION = "vision"  # visual-inertial pipeline (intball_nav.estimation.visual_localizer)
 LOCALIZATION_MODES = (LOCALIZATION_VISION, "truth-noise", "truth")
 HEALTH_LEVELS = ("ok", "degraded", "lost", "initialising")  # LocalizationHealth.level
+LOSS_RESPONSES = _LOSS_RESPONSES  # values of loss_response (intball_nav.estimation.health)
 
 # --- QoS --------------------------------------------------------------------------------
 RELIABLE_10 = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -8,8 +8,11 @@ rejected: the reason goes to the guidance status topic (state ``rejected``) and 
 Loss of localization (``intball_nav.estimation.visual_localizer.guard_step``, the same response
 as the headless runner): when ``/intball/localization/health`` says ``lost`` (or has been silent
 for ``health_timeout`` s), the fans brake the estimated motion, then go to the safe state (all
-off); statuses say ``paused`` with the reason. When the health is ``ok`` again the robot holds
-its pose for a few seconds and then resumes its goal (goals received meanwhile are kept).
+off); statuses say ``paused`` with the reason. With ``loss_response`` = ``search`` (default
+``hold``) it turns in place about its body z axis after braking (``search_rate``, at most
+``search_max_s``) until a view brings localization back, then the fans go off. When the health is
+``ok`` again the robot holds its pose for a few seconds and then resumes its goal (goals received
+meanwhile are kept).
 
 The navigation node (``nav_node``) drives it through ``/intball/control/command``: a goal with its
 flight mode, or ``fans_off`` (emergency stop: fans 0 N, goals refused until the next goal command).
@@ -26,7 +29,14 @@ from rclpy.node import Node
 from intball_nav import gnc, safety
 from intball_nav.dynamics import body_wrench
 from intball_nav.estimation.health import HealthLevel, HealthStatus
-from intball_nav.estimation.visual_localizer import GuardParams, GuardState, guard_fans, guard_step
+from intball_nav.estimation.visual_localizer import (
+    SEARCH_MAX_S,
+    SEARCH_RATE,
+    GuardState,
+    guard_fans,
+    guard_step,
+    loss_response_params,
+)
 from intball_nav.flight_modes import get_flight_mode
 from intball_nav.module import load_module
 from intball_ros import convert, names
@@ -40,6 +50,10 @@ class ControlNode(Node):
         mode_name = str(self.declare_parameter(names.P_FLIGHT_MODE, "nominal").value)
         status_rate = float(self.declare_parameter(names.P_STATUS_RATE, 10.0).value)
         self._health_timeout = float(self.declare_parameter(names.P_HEALTH_TIMEOUT, 2.0).value)
+        loss_response = str(self.declare_parameter(names.P_LOSS_RESPONSE, "hold").value)
+        search_rate = float(self.declare_parameter(names.P_SEARCH_RATE, SEARCH_RATE).value)
+        search_max_s = float(self.declare_parameter(names.P_SEARCH_MAX_S, SEARCH_MAX_S).value)
+        self._guard_params = loss_response_params(loss_response, search_rate, search_max_s)
         self._mode = get_flight_mode(mode_name)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._params = gnc.GncParams.default()
@@ -48,7 +62,7 @@ class ControlNode(Node):
         self._keep_out = tuple(safety.Box(b.min, b.max, b.name) for b in module.keep_out)
         self._gnc = gnc.initial_state(self._mode)
         self._estimate = None
-        self._guard, self._guard_params = GuardState(), GuardParams()
+        self._guard = GuardState()
         self._health, self._health_ticks = HealthStatus(), None  # control ticks since the last health
         self._rate = rate
         self._resume = None  # (goal, flight mode) to fly when localization is back
@@ -66,7 +80,9 @@ class ControlNode(Node):
             LocalizationHealth, names.LOCALIZATION_HEALTH, self._on_health, names.RELIABLE_10
         )
         self.create_timer(1.0 / rate, self._on_tick)
-        self.get_logger().info(f"control at {rate:g} Hz sim time, flight mode {self._mode.name}")
+        self.get_logger().info(
+            f"control at {rate:g} Hz sim time, flight mode {self._mode.name}, loss response {loss_response}"
+        )
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
         """``flight_mode`` may change at run time (used by the tour driver); applies to the next goal."""

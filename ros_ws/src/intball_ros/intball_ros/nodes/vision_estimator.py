@@ -10,6 +10,10 @@ Wiring only; the pipeline is :class:`intball_nav.estimation.visual_localizer.Vis
   the filter in stamp order (IMU first at equal stamps), as in replay. Without that, an image
   delivered ahead of a backlog of IMU samples (a loaded machine) would push the filter's replay
   window past samples still in the queue, and those would be dropped;
+- with the natural features on, main camera images (front, looking the other way) go to
+  ``add_aux_frame`` in the same stamp order, converted only while the pipeline wants them
+  (``needs_aux_frame``: no nav-camera pose yet, or none for a moment, e.g. facing a rack from
+  a few cm);
 - the health (ok / degraded / lost, ``initialising`` before the first fix) is published at
   ``health_rate`` and at once when the level changes.
 
@@ -34,22 +38,28 @@ ACCEPTED = ("accepted", "initialised")
 """Filter verdicts of a visual pose that was fused."""
 MAX_WAITING_FRAMES = 3
 """Nav frames kept while the IMU catches up with their stamps (older ones are dropped)."""
+AUX_SIZE = (320, 240)
+"""px, the main camera's images are resized to this for the auxiliary feature localizer (the
+scale of the map's nav-camera survey)."""
 
 
 def make_localizer(features: bool = False) -> VisualLocalizer:
     """The pipeline of the live node and of replay: ArUco markers on the left nav camera
     (``cameras.yaml``, the model the simulator renders and publishes as CameraInfo), IMU noise
-    from ``imu.yaml``, and the natural-feature localizer when ``features`` (needs its map)."""
+    from ``imu.yaml``, and the natural-feature localizer when ``features`` (needs its map), with
+    an auxiliary one on the main camera resized to 320x240 (``AUX_SIZE``)."""
     from intball_nav.module import load_marker_map
+    from intball_nav.vision.camera_geometry import resized_camera
     from intball_nav.vision.markers import MarkerLocalizer
     from intball_sim.camera import load_cameras
     from intball_sim.imu import load_imu_params
 
-    camera = load_cameras()["nav_left"]
+    cameras = load_cameras()
+    camera = cameras["nav_left"]
     params = VisualLocalizerParams(eskf=EskfParams.from_imu(load_imu_params()))
-    return VisualLocalizer(
-        params, MarkerLocalizer(load_marker_map(), camera), _features(camera) if features else None
-    )
+    feats = _features(camera) if features else None
+    aux = feats.for_camera(resized_camera(cameras["main"], *AUX_SIZE)) if feats is not None else None
+    return VisualLocalizer(params, MarkerLocalizer(load_marker_map(), camera), feats, aux_localizer=aux)
 
 
 def _features(camera: Any) -> Any:
@@ -77,8 +87,11 @@ class VisionEstimator:
         self._markers = 0
         self._features = 0
         self._frames: list[tuple[float, Any]] = []  # (stamp s, gray) waiting for the IMU
+        self._aux: list[tuple[float, Image]] = []  # (stamp s, main camera image) waiting for the IMU
         node.create_subscription(Imu, names.IMU, self._on_imu, names.SENSOR_DEEP)
         node.create_subscription(Image, names.NAV_LEFT_IMAGE, self._on_image, names.IMAGES)
+        if self.localizer.aux is not None:
+            node.create_subscription(Image, names.MAIN_IMAGE, self._on_aux_image, names.IMAGES)
 
     def _on_imu(self, msg: Imu) -> None:
         try:
@@ -87,8 +100,15 @@ class VisionEstimator:
             self._node.get_logger().warning(f"ignoring IMU sample: {exc}", throttle_duration_sec=5.0)
             return
         self.localizer.add_imu(t, gyro, accel)
-        while self._frames and self._frames[0][0] <= t:
-            self._process(*self._frames.pop(0))
+        while True:  # nav and main camera frames in stamp order, up to the IMU
+            nav = self._frames[0][0] if self._frames else math.inf
+            aux = self._aux[0][0] if self._aux else math.inf
+            if min(nav, aux) > t:
+                break
+            if nav <= aux:
+                self._process(*self._frames.pop(0))
+            else:
+                self._process_aux(*self._aux.pop(0))
         state, cov, health = self.localizer.estimate(t)
         self._t, self._cov = t, cov
         if state is not None:
@@ -107,6 +127,23 @@ class VisionEstimator:
         self._frames.append((convert.time_from_stamp(msg.header.stamp), gray))
         self._frames.sort(key=lambda f: f[0])
         del self._frames[:-MAX_WAITING_FRAMES]
+
+    def _on_aux_image(self, msg: Image) -> None:
+        self._aux.append((convert.time_from_stamp(msg.header.stamp), msg))
+        self._aux.sort(key=lambda f: f[0])
+        del self._aux[:-MAX_WAITING_FRAMES]
+
+    def _process_aux(self, stamp: float, msg: Image) -> None:
+        if not self.localizer.needs_aux_frame(stamp):
+            return
+        try:
+            gray = convert.gray_from_image(msg)
+        except convert.InvalidMessage as exc:
+            self._node.get_logger().warning(f"ignoring main camera image: {exc}", throttle_duration_sec=5.0)
+            return
+        for o in self.localizer.add_aux_frame(stamp, gray):
+            if o.status in ACCEPTED:
+                self._markers, self._features = 0, self.localizer.aux.last.n_inliers
 
     def _process(self, stamp: float, gray: Any) -> None:
         for o in self.localizer.add_nav_frame(stamp, gray):
