@@ -15,7 +15,9 @@ off); statuses say ``paused`` with the reason. With ``loss_response`` = ``search
 meanwhile are kept).
 
 The navigation node (``nav_node``) drives it through ``/intball/control/command``: a goal with its
-flight mode, or ``fans_off`` (emergency stop: fans 0 N, goals refused until the next goal command).
+flight mode (and optionally a look-at point: the main camera is kept on it while flying and
+holding, also after a loss of localization), or ``fans_off`` (emergency stop: fans 0 N, goals
+refused until the next goal command).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class ControlNode(Node):
         self._guard = GuardState()
         self._health, self._health_ticks = HealthStatus(), None  # control ticks since the last health
         self._rate = rate
-        self._resume = None  # (goal, flight mode) to fly when localization is back
+        self._resume = None  # (goal, flight mode, look-at or None) to fly when localization is back
+        self._camera = None  # main camera model, for look-at goals
         self._lost = ""  # why localization was lost (kept in the paused statuses)
         self._status_every = max(1, round(rate / status_rate))
         self._ticks = 0
@@ -120,12 +123,22 @@ class ControlNode(Node):
         try:
             mode = get_flight_mode(msg.flight_mode)
             goal = convert.pose_from_msg(msg.goal)
+            point = convert.look_at_from_command(msg)
         except (KeyError, ValueError) as exc:  # InvalidMessage is a ValueError
             return self._reject(str(exc), self._now())
         self._fans_off = False
-        self._on_goal(convert.pose_stamped_from_pose(goal, 0.0), mode)
+        look = None if point is None else gnc.LookAtTarget(point, self._main_camera().T_base_cam)
+        self._on_goal(convert.pose_stamped_from_pose(goal, 0.0), mode, look)
 
-    def _on_goal(self, msg: PoseStamped, mode=None) -> None:
+    def _main_camera(self):
+        """The main camera's model (its mount pose), loaded on the first look-at goal."""
+        if self._camera is None:
+            from intball_sim.camera import load_cameras  # noqa: PLC0415 - only for look-at goals
+
+            self._camera = load_cameras()["main"]
+        return self._camera
+
+    def _on_goal(self, msg: PoseStamped, mode=None, look: gnc.LookAtTarget | None = None) -> None:
         t = self._now()
         mode = self._mode if mode is None else mode
         try:
@@ -140,12 +153,12 @@ class ControlNode(Node):
             return self._reject(str(exc), t)
         new = gnc.set_goal(
             self._gnc, goal, mode, t, self._estimate, self._keep_in, self._keep_out,
-            radius=self._params.robot.radius,
+            radius=self._params.robot.radius, look_at=look,
         )  # fmt: skip
         if new.status == "rejected":  # an event: keep flying/holding the previous goal
             return self._reject(new.message.removeprefix("goal rejected: "), t, goal)
         if self._guard.paused:  # fly it when localization is back
-            self._resume = (goal, mode)
+            self._resume = (goal, mode, look)
             self.get_logger().info(f"goal kept for later: localization {self._guard.mode}")
         else:
             self._gnc = new
@@ -179,7 +192,7 @@ class ControlNode(Node):
         mode, reason, log = self._guard.mode, self._guard.events[-1].reason, self.get_logger()
         if mode in ("braking", "searching", "safe"):
             if before in ("nominal", "recovering") and self._resume is None and self._gnc.goal is not None:
-                self._resume = (self._gnc.goal, self._gnc.mode)
+                self._resume = (self._gnc.goal, self._gnc.mode, self._gnc.look_at)
             self._lost = reason if before in ("nominal", "recovering") else self._lost
             what = {"braking": "braking, then fans off", "searching": "turning in place to find a view"}.get(
                 mode, "fans off (safe state)"
@@ -196,7 +209,7 @@ class ControlNode(Node):
             return log.info(f"localization {reason}: control active")
         self._gnc = gnc.set_goal(
             self._gnc, resume[0], resume[1], t, self._estimate, self._keep_in, self._keep_out,
-            radius=self._params.robot.radius,
+            radius=self._params.robot.radius, look_at=resume[2],
         )  # fmt: skip
         log.info(f"localization {reason}: resuming ({self._gnc.message})")
 
