@@ -304,6 +304,54 @@ def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_p
         graph.stop()
 
 
+# -- a long loss of signal: the robot goes home and docks on its own ------------------------------
+
+
+def test_long_los_returns_to_dock_and_stays_there_until_resume(tmp_path):
+    """Shortened onboard thresholds (intball up --station-keep-after-s 3 --return-to-dock-after-s
+    8, the same supervisor as the 10 s / 900 s defaults): a 12 s LOS drill from mid-module; the
+    robot holds, then drops everything and flies to the dock on its own; it docks (navigation
+    mode ``docked``), the ground sees the return-to-dock alert after AOS, and a goal sent then is
+    refused onboard while the return to dock is latched (until ``resume``)."""
+    graph = Graph(
+        [
+            "--no-cameras", "--rate", "2", "--ui", "--ui-port", "0", "--link-profile", "iss-nominal",
+            "--station-keep-after-s", "3", "--return-to-dock-after-s", "8",
+        ],  # fmt: skip
+        tmp_path / "up.log",
+        domain_id=isolated_domain_id(),
+    )
+    try:
+        url, token = start_console(graph)
+
+        async def body():
+            async with operator(url, token) as http:
+                await wait_ready(http, url)
+                r = await http.post(f"{url}/api/link/los", json={"start_in_s": 0, "duration_s": 12.0})
+                assert r.status == 200, await r.text()
+                deadline, modes = time.monotonic() + 240, []
+                while True:
+                    tm = await telemetry(http, url)
+                    modes.append((tm["supervisor"], tm["estimate"]["mode"]))
+                    if tm["estimate"]["mode"] == "docked":
+                        break
+                    assert time.monotonic() < deadline, (tm, modes[-5:], graph.output()[-3000:])
+                    await asyncio.sleep(0.5)
+                assert tm["supervisor"] == "return_to_dock", tm
+                assert ("return_to_dock", "docking") in modes, sorted(set(modes))
+                alerts = (await (await http.get(f"{url}/api/alerts")).json())["alerts"]
+                assert "supervisor_return_to_dock" in {a["kind"] for a in alerts}, alerts
+                cid = await send(http, url, "goal", {"position": GOAL})
+                cmd = await wait_state(http, url, cid, FINAL, 30)
+                assert cmd["state"] in ("rejected", "failed") and "dock" in cmd["reason"], cmd
+
+        asyncio.run(body())
+        assert graph.interrupt(40) == 0
+        assert "unclean exit" not in graph.output(), graph.output()[-3000:]
+    finally:
+        graph.stop()
+
+
 # -- a snapshot downlinked as a file -------------------------------------------------------------
 
 

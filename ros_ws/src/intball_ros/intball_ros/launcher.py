@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import os
 import signal
 import subprocess
@@ -93,6 +94,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ui.add_argument(
         "--link-profile", default="iss-nominal", help="emulated link profile (default iss-nominal)"
     )
+    ui.add_argument(
+        "--station-keep-after-s",
+        type=_positive_seconds,
+        default=10.0,
+        help="onboard: no ground contact for this long -> station keep (default 10 s)",
+    )
+    ui.add_argument(
+        "--return-to-dock-after-s",
+        type=_positive_seconds,
+        default=900.0,
+        help="onboard: no ground contact for this long -> return to dock (default 900 s)",
+    )
     parser.add_argument("--no-nav", action="store_true", help="do not start the navigation node")
     parser.add_argument("--data-dir", type=Path, help="camera_task output directory (navigation node)")
     parser.add_argument(
@@ -147,6 +160,17 @@ def graph_specs(args: argparse.Namespace) -> list[NodeSpec]:
         if args.ui_users:
             ui[names.P_UI_USERS] = str(Path(args.ui_users).resolve())
         ui[names.P_LINK_PROFILE] = args.link_profile
+        from intball_teleop.link.supervisor import SupervisorConfig  # noqa: PLC0415 - only with --ui
+
+        try:  # the bridge's own check, before any process starts
+            SupervisorConfig(args.station_keep_after_s, args.return_to_dock_after_s)
+        except ValueError as exc:
+            raise SystemExit(
+                "intball up: --station-keep-after-s / --return-to-dock-after-s: "
+                f"{exc} (recover_below_s is the link's contact threshold)"
+            ) from None
+        ui[names.P_STATION_KEEP_AFTER] = args.station_keep_after_s
+        ui[names.P_RETURN_TO_DOCK_AFTER] = args.return_to_dock_after_s
         specs.append(NodeSpec(names.BRIDGE_NODE, "bridge_node", {**sim_time, **ui}))
     tour = args.tour if args.tour is not None else (DEMO_TOUR if args.demo else None)
     if tour is not None:
@@ -215,6 +239,17 @@ def print_banner(specs: list[NodeSpec], args: argparse.Namespace) -> None:
         )
     else:
         print("  ground station: add --ui", flush=True)
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def _die_with_parent() -> None:
