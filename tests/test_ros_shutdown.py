@@ -44,7 +44,7 @@ def test_a_node_stops_on_a_signal_with_exit_code_0_and_no_traceback(sig):
     ensure_domain_id()
     env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "intball_ros.nodes.control_node", "--ros-args", "-r", "__node:=shutdown_probe"],
+        [sys.executable, "-m", "intball_ros.nodes.control_node", "--ros-args", "-r", "__node:=probe"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -315,8 +315,18 @@ def test_long_los_returns_to_dock_and_stays_there_until_resume(tmp_path):
     refused onboard while the return to dock is latched (until ``resume``)."""
     graph = Graph(
         [
-            "--no-cameras", "--rate", "2", "--ui", "--ui-port", "0", "--link-profile", "iss-nominal",
-            "--station-keep-after-s", "3", "--return-to-dock-after-s", "8",
+            "--no-cameras",
+            "--rate",
+            "2",
+            "--ui",
+            "--ui-port",
+            "0",
+            "--link-profile",
+            "iss-nominal",
+            "--station-keep-after-s",
+            "3",
+            "--return-to-dock-after-s",
+            "8",
         ],  # fmt: skip
         tmp_path / "up.log",
         domain_id=isolated_domain_id(),
