@@ -1,8 +1,8 @@
 """Docking trials in the headless PyBullet backend: success rate and error at contact.
 
     .venv/bin/python bench/bench_docking.py [--trials 100] [--seed0 0] [--no-undock]
-                                            [--bias-mm 0] [--marker] [--no-contact-sensor]
-                                            [--no-latch-sensor]
+                                            [--bias-mm 0] [--marker | --marker-vision]
+                                            [--no-contact-sensor] [--no-latch-sensor]
 
 Each trial: a random start in the front half of the module (x 0.5 .. 4.8 m, y and z anywhere
 the robot fits with 0.05 m to spare, not within 0.05 m of the dock body), random attitude,
@@ -16,11 +16,16 @@ constraint) only if the TRUE robot touches the dock within 10 mm laterally and 5
 docked pose; the latch sensor reports whether they did. After docking the robot stays docked
 for 10 s (charging), then undocks to the 0.30 m standoff.
 
-Options for the marker-correction check (synthetic, NOT the vision pipeline, which is not wired
-yet): ``--bias-mm B`` adds a constant B mm lateral bias to the nav estimate (what a visual
-localization map error looks like near the dock); ``--marker`` feeds the supervisor a
-dock-marker-relative pose = truth + noise (1 mm, 0.3 deg) whenever the dock marker is
-geometrically visible to the left nav camera (``intball_sim.camera.visible_markers``).
+Options for the marker-correction check: ``--bias-mm B`` adds a constant B mm lateral bias to the
+nav estimate (what a visual localization map error looks like near the dock); ``--marker`` feeds
+the supervisor a synthetic dock-marker-relative pose = truth + noise (1 mm, 0.3 deg) whenever the
+dock marker is geometrically visible to the left nav camera (``intball_sim.camera.visible_markers``);
+``--marker-vision`` renders the left nav camera (320x240, EGL or TinyRenderer) at 10 Hz sim time
+in the docking phases ``align``, ``settle`` and ``final`` and runs the real
+``intball_nav.autonomy.dock_marker.DockMarkerSensor`` on each image, as the navigation node does:
+a fix is carried to the tick time with the estimate's motion since the image
+(``dock_marker.at_time``) and used while at most 0.3 s old. Unlike the graph, the image has no
+transport latency here (it is rendered at the tick's true pose and measured at once).
 
 Success = physically latched and in mode ``docked`` within 300 s of sim time, with no
 collision other than with the dock. Position error at contact = |robot centre (ground truth)
@@ -87,6 +92,8 @@ class TrialResult:
     undocked: bool | None = None
     standoff_error_m: float | None = None
     message: str = ""
+    marker_views: int = 0  # --marker-vision: nav images measured / with the dock marker
+    marker_seen: int = 0
 
     @property
     def success(self) -> bool:
@@ -121,12 +128,51 @@ def _marker_pose(truth: RigidBodyState, rng, module, cam, marker_map, visible_ma
     return Pose(T_db.position + 1e-3 * rng.standard_normal(3), quat_multiply(T_db.quat, dq))
 
 
+MARKER_PHASES = ("align", "settle", "final")
+"""Docking phases in which the navigation node measures nav images (``intball_ros.dock_actions``)."""
+NAV_CAMERA_HZ = 10.0
+FIX_MAX_AGE_S = 0.3
+
+
+class VisionMarker:
+    """The navigation node's dock-marker path on rendered nav images (``--marker-vision``)."""
+
+    def __init__(self, backend, module: ModuleGeometry) -> None:
+        from intball_nav.autonomy.dock_marker import DockMarkerSensor  # noqa: PLC0415
+        from intball_sim.camera import load_cameras  # noqa: PLC0415
+
+        self.cam = load_cameras()["nav_left"]
+        self.sensor = DockMarkerSensor(module.dock, load_marker_map(), self.cam)
+        self.renderer = backend.renderer
+        self.fix = None  # (DockMarkerFix, estimate at its stamp)
+        self.views = self.seen = 0
+        self.t_next = 0.0
+
+    def step(self, t: float, phase: str | None, truth: RigidBodyState, est: RigidBodyState) -> Pose | None:
+        """T_dock_base for the supervisor at ``t`` (None without a recent fix)."""
+        from intball_nav.autonomy.dock_marker import at_time  # noqa: PLC0415
+
+        if phase in MARKER_PHASES and t >= self.t_next - 1e-9:
+            self.t_next = t + 1.0 / NAV_CAMERA_HZ
+            T_kibo_cam = Pose(truth.position, truth.quat).compose(self.cam.T_base_cam)  # what it sees
+            rgb, _ = self.renderer.render(self.cam, T_kibo_cam)
+            fix = self.sensor.measure(rgb, t)
+            self.views += 1
+            if fix is not None:
+                self.seen += 1
+                self.fix = (fix, Pose(est.position, est.quat))
+        if self.fix is None or not 0.0 <= t - self.fix[0].stamp <= FIX_MAX_AGE_S:
+            return None
+        return at_time(self.fix[0], self.fix[1], Pose(est.position, est.quat))
+
+
 def run_trial(
     seed: int,
     *,
     undock: bool = True,
     bias_m: float = 0.0,
     marker: bool = False,
+    marker_vision: bool = False,
     contact_sensor: bool = True,
     latch_sensor: bool = True,
     module: ModuleGeometry | None = None,
@@ -158,7 +204,17 @@ def run_trial(
         only_dock = MarkerMap(full.dictionary, (full.by_id(module.dock.marker_id),))
         cam, marker_map, visible = load_cameras()["nav_left"], only_dock, visible_markers
 
-    backend = PyBulletBackend(robot, module, seed=seed, world=True, physics_hz=PHYSICS_HZ, visuals=False)
+    backend = PyBulletBackend(
+        robot,
+        module,
+        seed=seed,
+        world=True,
+        physics_hz=PHYSICS_HZ,
+        visuals=marker_vision,
+        render=marker_vision,
+        prefer_egl=True,
+    )
+    vision = VisionMarker(backend, module) if marker_vision else None
     estimator = TruthNoiseEstimator(seed=seed + 1_000_003, mode=MODE_TRUTH_NOISE)
     dock_id = backend.world.obstacles["dock"]
     cid, rid = backend.client_id, backend.robot_id
@@ -199,6 +255,8 @@ def run_trial(
             # The supervisor reads the marker pose at the standoff and on the final leg only.
             near = state.docking is not None and state.docking.phase in ("settle", "final", "latching")
             T_db = _marker_pose(truth, rng, module, cam, marker_map, visible) if marker and near else None
+            if vision is not None and state.mode.mode == Mode.DOCKING:
+                T_db = vision.step(t, state.docking.phase if state.docking else None, truth, est)
             inputs = TickInputs(
                 t,
                 dt,
@@ -269,6 +327,8 @@ def run_trial(
             result.message = f"not docked in {MAX_TIME_S:.0f} s ({state.mode.mode}: {state.mode.reason})"
         if state.docking is not None and not result.attempts:
             result.attempts = state.docking.attempt
+        if vision is not None:
+            result.marker_views, result.marker_seen = vision.views, vision.seen
         return result
     finally:
         backend.close()
@@ -315,6 +375,12 @@ def summarize(results: list[TrialResult], label: str) -> str:
         f"| final approaches needed: 1 / 2 / 3 | {sum(r.attempts == 1 for r in ok)} / "
         f"{sum(r.attempts == 2 for r in ok)} / {sum(r.attempts == 3 for r in ok)} |",
     ]
+    views = sum(r.marker_views for r in results)
+    if views:
+        lines.append(
+            f"| dock marker in rendered nav images (align..final) | {sum(r.marker_seen for r in results)} "
+            f"/ {views} |"
+        )
     charge = [r.battery_docked_delta for r in ok if r.battery_docked_delta is not None]
     if charge:
         lines.append(f"| battery gained in 10 s docked (fans off, charging) | {100 * min(charge):.3f} % |")
@@ -348,7 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed0", type=int, default=0)
     ap.add_argument("--no-undock", action="store_true")
     ap.add_argument("--bias-mm", type=float, default=0.0)
-    ap.add_argument("--marker", action="store_true")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--marker", action="store_true", help="synthetic dock-marker pose (truth + noise)")
+    how.add_argument(
+        "--marker-vision", action="store_true", help="render the nav camera, run DockMarkerSensor"
+    )
     ap.add_argument("--no-contact-sensor", action="store_true", help="detect contact by gap + stall only")
     ap.add_argument(
         "--no-latch-sensor", action="store_true", help="trust the estimate for the magnet capture"
@@ -364,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 undock=not args.no_undock,
                 bias_m=args.bias_mm / 1000.0,
                 marker=args.marker,
+                marker_vision=args.marker_vision,
                 contact_sensor=not args.no_contact_sensor,
                 latch_sensor=not args.no_latch_sensor,
                 module=module,
@@ -373,7 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     loc = "truth-noise localization"
     if args.bias_mm:
         loc += f" + {args.bias_mm:g} mm lateral bias"
-    loc += ", synthetic dock-marker pose" if args.marker else ", no dock-marker pose (vision not wired)"
+    if args.marker_vision:
+        loc += ", dock marker measured in rendered nav images (DockMarkerSensor)"
+    else:
+        loc += ", synthetic dock-marker pose" if args.marker else ", no dock-marker pose"
     sensor = "gap + stall contact detection" if args.no_contact_sensor else "simulator contact sensor"
     sensor += ", no latch sensor" if args.no_latch_sensor else ", latch sensor"
     label = f"Docking, seeds {args.seed0}..{args.seed0 + args.trials - 1}: {loc}, {sensor}"

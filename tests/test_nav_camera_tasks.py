@@ -27,8 +27,9 @@ from intball_nav.camera_tasks import (
     stitch_images,
     tile_images,
 )
+from intball_nav.camera_tasks.pose_history import pose_at
 from intball_nav.camera_tasks.snapshot import safe_name
-from intball_nav.frames import Pose, quat_from_rpy, quat_multiply, rotmat_from_quat
+from intball_nav.frames import Pose, quat_angle, quat_from_rpy, quat_multiply, rotmat_from_quat
 from intball_nav.module import load_module
 from intball_nav.safety import GoalRejected
 from intball_sim.camera import load_cameras, project_points
@@ -300,3 +301,30 @@ def test_look_at_holds_while_the_body_is_perturbed(cam):
     dq = quat_from_rpy(0.0, 0.0, np.deg2rad(2.0))
     err = pointing_error(Pose(pos, quat_multiply(dq, q)), target, cam.T_base_cam)
     assert err == pytest.approx(np.deg2rad(2.0), rel=0.1)
+
+
+def _track(t: float) -> Pose:
+    """A robot moving at 0.2 m/s along x while turning at 0.5 rad/s about z (kibo)."""
+    return Pose(np.array([1.0 + 0.2 * t, 0.0, 0.0]), quat_from_rpy(0.0, 0.0, 0.5 * t))
+
+
+def test_pose_at_the_image_stamp_interpolates_between_estimates():
+    samples = [(0.01 * k, _track(0.01 * k)) for k in range(100)]  # 100 Hz, 1 s
+    for stamp in (0.0, 0.123, 0.4567, 0.99):
+        pose = pose_at(samples, stamp, lambda p: p)
+        true = _track(stamp)
+        assert np.linalg.norm(pose.position - true.position) < 1e-12
+        assert quat_angle(pose.quat, true.quat) < 1e-9
+    latest = samples[-1][1]  # what using the latest estimate for an image 0.5 s old costs:
+    assert np.linalg.norm(latest.position - _track(0.49).position) > 0.09
+
+
+def test_pose_at_refuses_stamps_the_history_does_not_cover():
+    samples = [(0.01 * k, _track(0.01 * k)) for k in range(100)]
+    assert pose_at(samples, 1.2, lambda p: p) is None  # newer than the last estimate
+    assert pose_at(samples, -0.2, lambda p: p) is None  # older than the history
+    assert pose_at(samples, 1.0, lambda p: p) is not None  # 10 ms past the last: within the gap
+    gap = [s for s in samples if not 0.3 < s[0] < 0.5]  # estimates missing for 0.2 s
+    assert pose_at(gap, 0.4, lambda p: p) is None
+    assert pose_at(samples, 0.4, lambda p: None) is None  # an invalid sample
+    assert pose_at([], 0.0, lambda p: p) is None

@@ -88,8 +88,14 @@ def start_graph(log, cameras: bool) -> list[subprocess.Popen]:
     ]
 
 
+def nav_image_subscribers(node) -> int:
+    """Subscriptions to the left nav image in the graph (no estimator runs here: the nav node's)."""
+    return node.count_subscribers(names.NAV_LEFT_IMAGE)
+
+
 def dock_with_bias(tmp_path, cameras: bool):
-    """(status, result, feedback, true position at the end, log text) of one docking."""
+    """(status, result, feedback, true position at the end, log text, nav image subscriber counts
+    {"idle": [before], stage: [samples while in it], "after": [once docked]}) of one docking."""
     path = tmp_path / "graph.log"
     with open(path, "wb") as log:
         procs = start_graph(log, cameras)
@@ -104,13 +110,26 @@ def dock_with_bias(tmp_path, cameras: bool):
             dock = ActionClient(node, Dock, names.DOCK)
             spin_until(ex, lambda: dock.server_is_ready(), 120.0, "dock action server")
             spin_until(ex, lambda: modes and "waiting" not in modes[-1].detail, 120.0, "nav node ready")
+            # the control and nav nodes' endpoints are known here (both subscribe the odometry)
+            spin_until(ex, lambda: node.count_subscribers(names.ODOMETRY) >= 2, 20.0, "nav node endpoints")
+            subs = {"idle": [nav_image_subscribers(node)]}
             feedback = []
             sent = dock.send_goal_async(Dock.Goal(), feedback_callback=lambda m: feedback.append(m.feedback))
             handle = spin_until(ex, lambda: sent.done() and sent.result(), 20.0, "goal response")
             done = handle.get_result_async()
-            spin_until(ex, done.done, 300.0, f"dock result\n{path.read_text(errors='replace')[-3000:]}")
+
+            def sample() -> bool:
+                if feedback:
+                    stage = feedback[-1].stage
+                    subs.setdefault(stage, []).append(nav_image_subscribers(node))
+                return done.done()
+
+            spin_until(ex, sample, 300.0, f"dock result\n{path.read_text(errors='replace')[-3000:]}")
             res, text = done.result(), path.read_text(errors="replace")
-            return res.status, res.result, feedback, est.truth.position.copy(), text
+            # the nav node drops its subscription once docked (discovery takes a moment to tell)
+            gone = lambda: nav_image_subscribers(node) == 0  # noqa: E731
+            subs["after"] = [0 if _spin_for(ex, gone, 10.0) else nav_image_subscribers(node)]
+            return res.status, res.result, feedback, est.truth.position.copy(), text, subs
         finally:
             ex.remove_node(node)
             node.destroy_node()
@@ -125,8 +144,16 @@ def dock_with_bias(tmp_path, cameras: bool):
                     p.wait()
 
 
+def _spin_for(ex, predicate, timeout: float) -> bool:
+    try:
+        spin_until(ex, predicate, timeout, "")
+    except AssertionError:
+        return False
+    return True
+
+
 def test_biased_estimate_docks_centred_on_the_dock_marker(tmp_path):
-    status, r, feedback, truth, log = dock_with_bias(tmp_path, cameras=True)
+    status, r, feedback, truth, log, subs = dock_with_bias(tmp_path, cameras=True)
     assert status == GoalStatus.STATUS_SUCCEEDED, f"{r.reason}\n{log[-3000:]}"
     assert r.dock_marker_used, r.reason
     assert "final approach on dock marker 99" in r.reason, r.reason
@@ -141,10 +168,15 @@ def test_biased_estimate_docks_centred_on_the_dock_marker(tmp_path):
         "dock marker 99" in d and "goal corrected by" in d and "samples at the standoff" in d for d in finals
     ), finals[-3:]
     assert "state estimate" not in r.reason
+    # the nav image is subscribed only while docking needs it: not idle, not on the via leg
+    # (its first samples: discovery may report the standoff subscription before the feedback),
+    # from the standoff leg to the end; and released once docked
+    assert subs["idle"] == [0] and subs.get("via", [0])[0] == 0, {k: v[:5] for k, v in subs.items()}
+    assert max(subs.get("final", [0])) >= 1 and subs["after"] == [0], {k: v[-5:] for k, v in subs.items()}
 
 
 def test_cameras_off_the_approach_flies_on_the_estimate_and_says_so(tmp_path):
-    status, r, feedback, truth, log = dock_with_bias(tmp_path, cameras=False)
+    status, r, feedback, truth, log, _subs = dock_with_bias(tmp_path, cameras=False)
     # the biased estimate believes it is centred: the supervisor docks (no latch sensor) ...
     assert status == GoalStatus.STATUS_SUCCEEDED, f"{r.reason}\n{log[-3000:]}"
     assert not r.dock_marker_used

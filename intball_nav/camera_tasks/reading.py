@@ -58,6 +58,13 @@ class ReaderConfig:
     aruco_sigma_px, qr_sigma_px : corner noise (px) for the PnP covariance
     depth_sigma : m, depth noise along the ray (depth method); depth_window : px, half window
     qr_upscale_px_per_module : target module size (px) of the upscaled retry
+    min_cell_px : px, an ArUco quad whose shortest side spans fewer than this per cell (the
+        marker's bits plus its black border, 6 cells for 4x4) is dropped: its bits are sampled
+        from sub-pixel cells (seen at grazing angles or far away), so the id may be a phantom and
+        the corners are too few pixels for PnP (rendered Kibo views: 4-5 px sides gave 9-13 cm
+        errors and phantoms of ids 17 and 127 placed 4 m off)
+    max_sigma : m, readings whose 1-sigma position radius (``CodeReading.sigma``) exceeds this are
+        dropped; None keeps them all (the caller has the covariance)
     """
 
     dictionary: str = MAP_DICTIONARY
@@ -74,6 +81,8 @@ class ReaderConfig:
     depth_sigma: float = 0.005
     depth_window: int = 2
     qr_upscale_px_per_module: float = 8.0
+    min_cell_px: float = 1.0
+    max_sigma: float | None = None
 
 
 def config_for_map(
@@ -135,6 +144,11 @@ class CodeReading:
 def _square(side: float) -> np.ndarray:
     h = 0.5 * side
     return np.array([[-h, h, 0.0], [h, h, 0.0], [h, -h, 0.0], [-h, -h, 0.0]])
+
+
+def _shortest_side(corners: np.ndarray) -> float:
+    """px, shortest side of a (4,2) quad."""
+    return float(np.min(np.linalg.norm(corners - np.roll(corners, 1, axis=0), axis=1)))
 
 
 def _centre_pixel(corners: np.ndarray) -> np.ndarray:
@@ -292,6 +306,9 @@ def read_codes(
                 if int(i) not in cfg.aruco_ids:
                     continue
                 c = c.reshape(4, 2).astype(float)
+                cells = dictionary.markerSize + 2  # bits + black border
+                if _shortest_side(c) < cfg.min_cell_px * cells:
+                    continue  # sub-pixel cells: the id and the corners cannot be trusted
                 refined = False
                 if cfg.aruco_refine:
                     c, refined = refine_code_corners(gray, c, _aruco_pattern(dictionary, int(i)))
@@ -342,17 +359,17 @@ def read_codes(
         if pose_covariance is not None:
             G = np.hstack([np.eye(3), -R_kc @ skew(p_cam)])
             cov = cov + G @ np.asarray(pose_covariance, dtype=float) @ G.T
-        out.append(
-            CodeReading(
-                kind,
-                value,
-                c,
-                position,
-                cov,
-                np.asarray(p_cam, float),
-                method,
-                quat,
-                float(np.linalg.norm(p_cam)),
-            )
+        reading = CodeReading(
+            kind,
+            value,
+            c,
+            position,
+            cov,
+            np.asarray(p_cam, float),
+            method,
+            quat,
+            float(np.linalg.norm(p_cam)),
         )
+        if cfg.max_sigma is None or reading.sigma <= cfg.max_sigma:
+            out.append(reading)
     return out

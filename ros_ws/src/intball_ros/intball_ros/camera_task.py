@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -40,6 +41,8 @@ TASKS = ("snapshot", "look_at", "survey", "inspect", "record", "read_codes")
 IMAGE_MAX_AGE_S = 3.0  # wall s: older than this, the camera is considered off
 MAX_RECORD_S = 600.0
 SURVEY_MAX = 16  # images per survey
+POSE_WAIT_S = 1.0  # wall s: longest wait for the estimate of an image's stamp
+READ_MAX_SIGMA = 0.05  # m: read_codes reports codes whose position 1-sigma is within this
 
 
 class CameraTaskFailed(Exception):
@@ -62,7 +65,9 @@ class CameraTasks:
         from intball_sim.camera import load_cameras
 
         self._camera = load_cameras()["main"]
-        self._reader = config_for_map(load_marker_map())  # map markers with their sizes + target ids
+        # map markers with their sizes + target ids; positions the reader itself rates worse than
+        # READ_MAX_SIGMA are not reported (the result carries no covariance)
+        self._reader = replace(config_for_map(load_marker_map()), max_sigma=READ_MAX_SIGMA)
         self._image_wall = None  # wall time of the latest image
 
     def _fresh_image(self):
@@ -141,15 +146,38 @@ class CameraTasks:
         img = await self._next_image(goal_handle, token, self._now())
         result.files = self._snap(img, "snapshot", int(g.width), int(g.height))
 
+    async def _pose_at_image(self, goal_handle, token, img) -> Pose:
+        """The estimated pose at the image's stamp (waits for the estimate of that instant:
+        under load images and estimates arrive out of step); fails when it is not known."""
+        stamp = convert.time_from_stamp(img.header.stamp)
+        deadline = time.monotonic() + POSE_WAIT_S
+        while not self._estimate_covers(stamp) and time.monotonic() < deadline:
+            await self.wait_tick()
+            self._check(goal_handle, token)
+        pose = self._estimate_at(stamp)
+        if pose is None:
+            raise CameraTaskFailed(
+                f"no state estimate at the image time {stamp:.3f} s (estimates cover "
+                f"{self._history_span()}): not placing codes with a pose from another time"
+            )
+        return pose
+
+    def _history_span(self) -> str:
+        h = self._odom_history
+        return f"{h[0][0]:.3f}..{h[-1][0]:.3f} s" if h else "nothing"
+
     async def _task_read_codes(self, goal_handle, token, g, result) -> None:
         img = await self._next_image(goal_handle, token, self._now())
-        T_kibo_cam = self._pose_now().compose(self._camera.T_base_cam)
+        T_kibo_cam = (await self._pose_at_image(goal_handle, token, img)).compose(self._camera.T_base_cam)
         readings = read_codes(convert.array_from_image(img), self._camera, T_kibo_cam, config=self._reader)
         result.code_ids = [f"{r.kind}:{r.value}" for r in readings]
         result.code_positions = [
             Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in (r.position for r in readings)
         ]
-        result.reason = f"{len(readings)} codes read"
+        result.reason = (
+            f"{len(readings)} codes read (camera pose: the estimate at the image stamp; "
+            f"codes with a position 1-sigma over {100 * READ_MAX_SIGMA:g} cm left out)"
+        )
 
     async def _task_look_at(self, goal_handle, token, g, result) -> None:
         est = self._estimate

@@ -1,11 +1,14 @@
 """The dock / undock actions of the navigation node, and the dock marker as the final-approach reference.
 
 The left nav camera (``/intball/nav_camera/left/image_raw``; the rear cameras face the dock in
-the docked attitude) is read while docking: from the ``align`` phase on, each new image goes
-through ``intball_nav.autonomy.dock_marker.DockMarkerSensor`` (the dock marker alone, PnP), which
-measures the body in the dock frame independently of the state estimate. The fix is carried to
-the tick time with the estimate's motion since the image stamp (``dock_marker.at_time``) and fed to
-the supervisor as ``TickInputs.T_dock_base``: while settling at the standoff it is averaged into a
+the docked attitude) is subscribed only while a docking needs it (``_sync_dock_camera``, every
+tick: from the ``standoff`` leg, one leg early so the subscription is matched in time, to the end
+of ``latching``; an idle graph deserializes no nav image here). From the ``align`` phase on, each
+new image goes through ``intball_nav.autonomy.dock_marker.DockMarkerSensor`` (the dock marker
+alone, PnP), which measures the body in the dock frame independently of the state estimate. The
+fix is carried to the tick time with the estimate's motion since the image stamp
+(``dock_marker.at_time``; the estimate at the stamp is interpolated, ``nav_inputs._estimate_at``)
+and fed to the supervisor as ``TickInputs.T_dock_base``: while settling at the standoff it is averaged into a
 correction of the final-approach goal, and on the final leg it gives the gap and lateral offset
 while the marker is in view. Without images (``--no-cameras``) or without the marker in view the
 final approach flies on the state estimate, and the Dock feedback ``detail`` and result say so.
@@ -13,8 +16,6 @@ Ground truth never reaches this path.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 from intball_interfaces.action import Dock, Undock
@@ -31,6 +32,7 @@ from intball_ros.camera_task import Stopped
 DOCKED_HOLD = "on the dock, held by the controller's preload (the simulator has no magnets yet), charging"
 DOCK_CAMERA = "nav_left"  # the camera facing the dock in the docked attitude (cameras.yaml)
 MARKER_PHASES = ("align", "settle", "final")  # docking phases in which images are measured
+CAMERA_PHASES = ("standoff", *MARKER_PHASES, "latching")  # ... in which the nav camera is subscribed
 FIX_MAX_AGE_S = 0.3  # s sim time: an older fix is not used
 IMAGE_MAX_AGE_S = 1.0  # s sim time: without a newer nav image the cameras count as off
 
@@ -45,11 +47,27 @@ class DockActions:
 
         dock = self._ctx.autonomy.docking.dock
         self._dock_sensor = DockMarkerSensor(dock, load_marker_map(), load_cameras()[DOCK_CAMERA])
-        self._odom_history = deque(maxlen=200)  # (stamp s, Odometry) of the last 2 s
         self._nav_image_t = None  # s sim time of the latest nav image
+        self._nav_sub = None  # the nav camera subscription, only while docking needs it
+        self._nav_sub_closed_t = None  # s sim time when it was last destroyed
         self._fix: tuple[DockMarkerFix, Pose] | None = None  # latest fix, estimate at its stamp
         self._marker_views = self._marker_seen = 0  # nav images measured / with the marker, this docking
-        self.create_subscription(Image, names.NAV_LEFT_IMAGE, self._on_nav_image, names.IMAGES)
+
+    def _sync_dock_camera(self) -> None:
+        """Create the nav camera subscription when the docking phase needs it, destroy it after
+        (called every tick under the lock; a phase change is seen within one tick)."""
+        d = self._auto.docking
+        wanted = self._auto.mode.mode == Mode.DOCKING and d is not None and d.phase in CAMERA_PHASES
+        if wanted and self._nav_sub is None:
+            self._nav_image_t, self._nav_sub_closed_t = None, None
+            self._nav_sub = self.create_subscription(
+                Image, names.NAV_LEFT_IMAGE, self._on_nav_image, names.IMAGES
+            )
+            self.get_logger().info(f"docking {d.phase}: nav camera subscribed for the dock marker")
+        elif not wanted and self._nav_sub is not None:
+            self.destroy_subscription(self._nav_sub)
+            self._nav_sub, self._nav_sub_closed_t = None, self._now()
+            self.get_logger().info("nav camera released (docking no longer needs it)")
 
     def _dock_started(self) -> None:
         """A docking began (action, go-home or retry from the supervisor): forget the last one's fixes."""
@@ -74,18 +92,6 @@ class DockActions:
             self._marker_seen += 1
             self._fix = (fix, est)
 
-    def _estimate_at(self, stamp: float) -> Pose | None:
-        """The estimated pose (kibo) of the odometry message closest to ``stamp`` (within 50 ms)."""
-        if not self._odom_history:
-            return None
-        t, msg = min(self._odom_history, key=lambda e: abs(e[0] - stamp))
-        if abs(t - stamp) > 0.05:
-            return None
-        try:
-            return convert.pose_from_state(convert.state_from_odometry(msg))
-        except convert.InvalidMessage:
-            return None
-
     def _dock_marker_input(self, t: float, estimate) -> Pose | None:
         """T_dock_base for this tick from a recent dock-marker fix, else None."""
         if self._fix is None or self._auto.mode.mode != Mode.DOCKING:
@@ -106,7 +112,8 @@ class DockActions:
                 f"final approach on dock marker {marker}: goal corrected by {mm:.1f} mm ({d.marker_count} "
                 f"samples at the standoff; marker in {self._marker_seen} of {self._marker_views} nav images)"
             )
-        if self._nav_image_t is None or self._now() - self._nav_image_t > IMAGE_MAX_AGE_S:
+        now = self._now() if self._nav_sub_closed_t is None else self._nav_sub_closed_t  # images stop then
+        if self._nav_image_t is None or now - self._nav_image_t > IMAGE_MAX_AGE_S:
             why = f"no nav camera images on {names.NAV_LEFT_IMAGE} (cameras off?)"
         elif self._marker_views == 0:
             why = "dock marker not measured yet"

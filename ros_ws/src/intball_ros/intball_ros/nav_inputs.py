@@ -1,5 +1,6 @@
 """The inputs of the navigation node: the state estimate, fan commands, localization health,
-guidance status (a goal not sent by this node), the bump sensor and the main camera image.
+guidance status (a goal not sent by this node), the bump sensor and the main camera image;
+the estimates of the last 3 s (``_odom_history``) give the pose at an image's stamp.
 
 Messages are kept as they come and converted when used (odometry 100 Hz in, 50 Hz used);
 stream ages for the watchdog are counted in the node's own ticks (``_mark``), so a stalled node
@@ -14,7 +15,16 @@ from intball_interfaces.msg import FanCommand, GuidanceStatus, LocalizationHealt
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image
 
+from intball_nav.camera_tasks.pose_history import pose_at
+from intball_nav.frames import Pose
 from intball_ros import contact, convert
+
+
+def _pose_of(msg: Odometry) -> Pose | None:
+    try:
+        return convert.pose_from_state(convert.state_from_odometry(msg))
+    except convert.InvalidMessage:
+        return None
 
 
 class NavInputs:
@@ -46,6 +56,16 @@ class NavInputs:
             except convert.InvalidMessage as exc:
                 self.get_logger().warning(f"ignoring odometry: {exc}", throttle_duration_sec=2.0)
         return self._estimate_cache
+
+    def _estimate_at(self, stamp: float) -> Pose | None:
+        """The estimated pose (kibo) at ``stamp`` (s sim time), interpolated between the odometry
+        messages around it (``camera_tasks.pose_history.pose_at``); None when the history (the
+        last 3 s) does not cover it."""
+        return pose_at(tuple(self._odom_history), stamp, _pose_of)
+
+    def _estimate_covers(self, stamp: float) -> bool:
+        """True once an estimate stamped at or after ``stamp`` has arrived."""
+        return bool(self._odom_history) and self._odom_history[-1][0] >= stamp
 
     def _fan_thrust(self) -> np.ndarray:
         if self._fan_msg is None:

@@ -4,7 +4,8 @@ mode / battery / diagnostics outputs.
 
 ``_on_tick`` (50 Hz sim-time timer) builds the ``TickInputs`` from the latest inputs (estimate,
 fan thrust, stream ages in the node's own ticks, localization health, bump-sensor contacts, the
-dock-marker-relative pose while docking), logs new faults and transitions, forwards the
+dock-marker-relative pose while docking), logs new faults and transitions, subscribes the nav
+camera while a docking needs it (``dock_actions._sync_dock_camera``), forwards the
 supervisor's goal when it changed (``ControlCommand``: goal + flight mode [+ look-at point], or
 ``fans_off`` in an emergency stop), publishes the status and wakes the action coroutines waiting
 on ``wait_tick``.
@@ -56,6 +57,7 @@ class SupervisorLoop:
                     self.get_logger().warning(f"fault: {fault.text}")
             for tr in out.transitions:
                 self._log_transition(tr)
+            self._sync_dock_camera()
             self._forward(t)
             self._publish_status(t, changed=bool(out.transitions), faults_changed=out.faults != before)
             waiters, self._waiters = self._waiters, []
@@ -67,11 +69,7 @@ class SupervisorLoop:
         if tr.accepted:
             self._last_reason = tr.reason
         if tr.accepted and tr.target == Mode.DOCKING and tr.source != Mode.DOCKING:
-            self._fix, self._marker_views, self._marker_seen = (
-                None,
-                0,
-                0,
-            )  # dock-marker counts of this docking
+            self._dock_started()  # dock-marker fixes and counts of this docking
         text = f"{tr.event}: {tr.source} -> {tr.target}: {tr.reason}"
         if tr.accepted:
             self.get_logger().info(text)

@@ -99,6 +99,7 @@ class NavNode(NavInputs, NavActions, SupervisorLoop, NavServices, Node):
         self._last_mode_pub = -math.inf
         self._faults_key = None
         self._image = None  # latest main camera image message
+        self._odom_history = deque(maxlen=300)  # (stamp s, Odometry) of the last 3 s: pose at image stamps
         self._sent_positions = deque(maxlen=20)  # (3,) m of the goals last sent to the controller
         self._foreign_since = None  # s sim time since when the controller flies a goal not ours
         self._guidance_t = 0.0
