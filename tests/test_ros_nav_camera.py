@@ -145,3 +145,66 @@ def test_record_writes_frames_for_the_duration(user, graph):
     assert feedback and feedback[-1].progress > 0.5
     status, result, _ = run(user, graph, task="record", duration=-1.0)
     assert status == GoalStatus.STATUS_ABORTED and "duration" in result.reason
+
+
+def _project(meta: dict, point: np.ndarray) -> np.ndarray:
+    """Pixel (u, v) of a kibo point in a snapshot, from its metadata (camera pose, intrinsics)."""
+    from intball_nav.frames import Pose
+
+    cam = Pose(np.array(meta["T_kibo_cam"]["position"]), np.array(meta["T_kibo_cam"]["quat_xyzw"]))
+    p = cam.inverse().transform_points(point)
+    assert p[2] > 0.0, "point behind the camera"
+    K = np.array(meta["camera"]["K"])
+    return (K @ (p / p[2]))[:2]
+
+
+def test_inspect_flies_to_the_bay_and_frames_it(user, graph):
+    from intball_nav.module import load_module
+
+    bay = next(b for b in load_module().bays if b.name == "port_6")
+    status, result, feedback = run(user, graph, 150.0, task="inspect", bay="port_6")
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.reason
+    png, sidecar = (Path(f) for f in result.files)
+    image = cv2.imread(str(png))
+    assert image.shape == (480, 640, 3) and image.std() > 1.0
+    meta = json.loads(sidecar.read_text())
+    assert meta["extra"]["bay"] == "port_6"
+    u, v = _project(meta, bay.centre)
+    assert abs(u - 320) < 80 and abs(v - 240) < 60, (u, v)  # the bay centre near the image centre
+    # where the robot really is (test side): in front of the bay, at the planned standoff
+    truth = convert.pose_from_msg(user.truth.pose.pose)
+    cam = truth.compose(load_cameras()["main"].T_base_cam).position
+    assert abs(float((cam - bay.centre) @ bay.normal) - meta["extra"]["standoff"]) < 0.05
+    assert feedback and any("inspect" in f.state or "fly" in f.state for f in feedback)
+    status, result, _ = run(user, graph, task="inspect", bay="port_99")
+    assert status == GoalStatus.STATUS_ABORTED and "port_99" in result.reason
+
+
+def test_survey_tiles_the_face_the_robot_can_see(user, graph):
+    status, result, feedback = run(user, graph, 240.0, task="survey", bay="overhead")
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.reason
+    n = int(result.reason.split(": ")[1].split()[0])  # "survey of overhead: N images tiled"
+    assert n >= 2
+    pngs = [Path(f) for f in result.files if f.endswith(".png")]
+    tiled = [p for p in pngs if p.name.endswith("_tiled.png")]
+    assert len(tiled) == 1 and len(pngs) == n + 1
+    overview, single = cv2.imread(str(tiled[0])), cv2.imread(str(pngs[0]))
+    # the overview tiles every capture at half size (survey.tile_images), none left black
+    tile = (single.shape[0] // 2) * (single.shape[1] // 2)
+    assert overview.shape[0] * overview.shape[1] >= n * tile
+    assert int((overview.reshape(-1, 3).max(axis=1) > 0).sum()) >= 0.9 * n * tile
+    from intball_nav.module import load_module
+
+    normal = next(b for b in load_module().bays if b.face == "overhead").normal  # into the cabin
+    from intball_nav.frames import rotmat_from_quat
+
+    for sidecar in (Path(f) for f in result.files if f.endswith(".json")):
+        meta = json.loads(sidecar.read_text())
+        axis = rotmat_from_quat(np.array(meta["T_kibo_cam"]["quat_xyzw"]))[:, 2]
+        assert axis @ -normal > 0.5, f"{sidecar.name}: camera not facing the overhead face"
+    assert len(feedback) >= n and feedback[-1].progress > 0.5
+    status, result, _ = run(user, graph, task="survey", bay="ceiling")
+    assert status == GoalStatus.STATUS_ABORTED and "unknown face" in result.reason
+    # after inspecting port_6 from across the module the robot is ~0.2 m from the starboard face
+    status, result, _ = run(user, graph, task="survey", bay="starboard")
+    assert status == GoalStatus.STATUS_ABORTED and "fly farther from the face" in result.reason

@@ -225,7 +225,11 @@ class CameraTasks:
             self._module, face, self._camera, here, region=region, max_images=SURVEY_MAX
         )
         if len(plan.captures) > SURVEY_MAX:
-            raise CameraTaskFailed(f"survey of {face} needs {len(plan.captures)} images (> {SURVEY_MAX})")
+            dist = float((here - p0) @ _n)
+            raise CameraTaskFailed(
+                f"survey of {face} from {dist:.2f} m needs {len(plan.captures)} images (> {SURVEY_MAX}): "
+                "fly farther from the face first"
+            )
         images, cells = [], []
         for k, cap in enumerate(plan.captures):
             self._progress(goal_handle, k / len(plan.captures), f"survey image {k + 1}/{len(plan.captures)}")
