@@ -18,6 +18,7 @@ the spread and the load average (``uptime``) before and after, for docs/compete.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -59,6 +60,10 @@ def batch(behavior: bytes, seeds: list[int], workers: int, localization: str, mi
         "cpu_s": statistics.mean(r.get("cpu_s_worker", 0.0) for r in results),
         "cpu_child_s": statistics.mean(r.get("cpu_s_behavior", 0.0) for r in results),
         "total": statistics.mean(r["total"] for r in results),
+        # the per-run limits must not bite the starter: renders, refusals, result size
+        "images_max": max(r["measures"]["images_rendered"] for r in results if "measures" in r),
+        "images_refused": sum(r["measures"]["images_refused"] for r in results if "measures" in r),
+        "result_kb_max": max(len(json.dumps(r)) for r in results) / 1024.0,
     }
 
 
@@ -97,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| localization | missions x batches | missions / wall min (median, min-max) | sim s / mission "
         "| CPU s / mission (simulator + behavior) | CPU-bound projection, 2 idle cores "
-        "| mean total | statuses |"
+        "| mean total | statuses | renders / mission (max), refused | result JSON (max) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rs, n in (("truth-noise", rows, args.missions), ("vision", vision, args.vision_missions)):
         if not rs:
             continue
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {n} x {len(rs)} | {statistics.median(per):.1f} ({min(per):.1f}-{max(per):.1f}) "
             f"| {sim:.0f} | {cpu:.1f} + {child:.1f} | {2 * 60 / (cpu + child):.0f} / min "
-            f"| {total:.1f} | {statuses} |"
+            f"| {total:.1f} | {statuses} | {max(r['images_max'] for r in rs)}, "
+            f"{sum(r['images_refused'] for r in rs)} | {max(r['result_kb_max'] for r in rs):.0f} kB |"
         )
     return 0
 

@@ -159,6 +159,100 @@ def test_snapshot_geometry_is_measured_from_truth():
         s.close()
 
 
+def _snapshot_spam(log_max: int, monkeypatch) -> tuple[dict, dict, MissionSession]:
+    """Loop-style steps (dt 0.1 s) that snapshot every target in turn from the start, then fly to a
+    view of one target and snapshot it: the good snapshot comes after SNAPSHOT_LOG_MAX others.
+    Returns (measures, score, session) with the record cap set to ``log_max``."""
+    import intball_compete.session as session_module
+
+    monkeypatch.setattr(session_module, "SNAPSHOT_LOG_MAX", log_max)
+    sc = make_scenario("kibo-targets-v2", 3)
+    s = MissionSession(sc)
+    try:
+        s.handle({"op": "start_mission", "args": {"api_version": 1}})
+        ids = [t.id for t in sc.targets]
+        events = []
+        for i in range(120):
+            reply, _ = s.handle({"op": "step", "args": {"dt": 0.1, "actions": {"snapshot": ids[i % 5]}}})
+            assert reply["ok"], reply
+            events += reply["observation"]["events"]
+        t = next(t for t in sc.targets if sc.module.bay(t.bay).face in ("port", "starboard"))
+        code = s.target_poses[t.id]
+        view = code.position + 1.1 * rotmat_from_quat(code.quat)[:, 2]
+        reply, _ = s.handle(
+            {"op": "move_to", "args": {"position": view.tolist(), "look_at": code.position.tolist()}}
+        )
+        assert reply["success"], reply
+        for _ in range(5):
+            reply, _ = s.handle({"op": "step", "args": {"dt": 0.1, "actions": {"snapshot": t.id}}})
+            events += reply["observation"]["events"]
+        m = s.measures()
+        m["step_events"] = events
+        return m, score(sc, m, "ok"), s
+    finally:
+        s.close()
+
+
+def test_snapshot_records_are_capped_and_keep_the_best_per_target(monkeypatch):
+    """125 snapshots: the run lists the first SNAPSHOT_LOG_MAX and the best per target, counts all
+    of them, says so once in the step events, and scores exactly as with every record kept."""
+    from intball_compete.session import SNAPSHOT_LOG_MAX
+
+    capped, capped_score, _ = _snapshot_spam(SNAPSHOT_LOG_MAX, monkeypatch)
+    full, full_score, _ = _snapshot_spam(10_000, monkeypatch)
+    assert capped["snapshot_count"] == full["snapshot_count"] == len(full["snapshots"]) == 125
+    kept = capped["snapshots"]
+    assert SNAPSHOT_LOG_MAX < len(kept) <= SNAPSHOT_LOG_MAX + 5
+    assert [r["n"] for r in kept] == sorted(r["n"] for r in kept)
+    assert all(r == full["snapshots"][r["n"] - 1] for r in kept)  # records, not copies that drift
+    assert kept[:SNAPSHOT_LOG_MAX] == full["snapshots"][:SNAPSHOT_LOG_MAX]
+    assert max(r["n"] for r in kept) > 120  # the good snapshot at the end is kept
+    assert capped_score == full_score and capped_score["terms"]["snapshots"] > 4.0, capped_score
+    full_notes = [e for e in full["step_events"] if "snapshot log full" in e]
+    notes = [e for e in capped["step_events"] if "snapshot log full" in e]
+    assert len(notes) == 1 and not full_notes and "best per target" in notes[0]
+    assert len(json.dumps(kept)) < 0.5 * len(json.dumps(full["snapshots"]))
+
+
+def test_image_requests_are_rate_limited_in_sim_time():
+    """IMAGE_BURST images at once, then one per IMAGE_PERIOD_S of sim time; a refused request
+    says so (``limit: image_rate``), renders and records nothing, and the session goes on."""
+    from intball_compete.session import IMAGE_BURST, IMAGE_PERIOD_S
+
+    sc = make_scenario("kibo-targets-v2", 3)
+    s = MissionSession(sc)
+    tid = sc.targets[0].id
+    try:
+        s.handle({"op": "start_mission", "args": {"api_version": 1}})
+        replies = []
+        for i in range(IMAGE_BURST + 5):
+            if i % 3 == 2:
+                replies.append(s.handle({"op": "snapshot", "args": {"target_id": tid}}))
+            else:
+                camera = "main" if i % 3 == 0 else "nav_left"
+                replies.append(s.handle({"op": "image", "args": {"camera": camera}}))
+        served = [r for r, blob in replies if r["ok"] and blob]
+        refused = [r for r, blob in replies if not r["ok"] and not blob]
+        assert len(served) == IMAGE_BURST and len(refused) == 5
+        assert all(r["limit"] == "image_rate" and "image rate limit" in r["error"] for r in refused)
+        assert s.snapshot_count == sum(1 for i in range(IMAGE_BURST) if i % 3 == 2)
+        assert s.images_refused == 5 and s.images_rendered == IMAGE_BURST
+        reply, _ = s.handle({"op": "wait", "args": {"seconds": IMAGE_PERIOD_S * 0.9}})
+        assert not s.handle({"op": "image", "args": {"camera": "main"}})[0]["ok"]
+        s.handle({"op": "wait", "args": {"seconds": IMAGE_PERIOD_S * 0.2}})
+        reply, blob = s.handle({"op": "snapshot", "args": {"target_id": tid}})
+        assert reply["ok"] and len(blob) == 640 * 480 * 3
+        assert not s.handle({"op": "image", "args": {"camera": "main"}})[0]["ok"]
+        s.handle({"op": "wait", "args": {"seconds": 100 * IMAGE_PERIOD_S}})  # saves up IMAGE_BURST, no more
+        ok = [
+            s.handle({"op": "image", "args": {"camera": "nav_left"}})[0]["ok"] for _ in range(IMAGE_BURST + 1)
+        ]
+        assert ok == [True] * IMAGE_BURST + [False]
+        assert s.handle({"op": "state", "args": {}})[0]["ok"]
+    finally:
+        s.close()
+
+
 def _aim_and_snapshot(turn_away: bool) -> bytes:
     """A behavior that flies in front of each target area, looks at the bay centre, or (turn_away)
     at the wall behind the robot, and snapshots the target there."""

@@ -7,6 +7,7 @@ run with the hook switched off checks that layer on its own.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import textwrap
@@ -100,6 +101,157 @@ HOSTILE = {
         "exceeds",
     ),
 }
+
+
+def _loop(actions: str, hz: float = 2.0) -> str:
+    """A loop-style behavior whose on_step returns ``actions`` (an expression of ``obs``) from its
+    third call on (the first two return valid actions)."""
+    return (
+        "import math\nimport numpy as np\n"
+        f"STEP_HZ = {hz}\n"
+        "calls = [0]\n"
+        "def on_step(obs):\n"
+        "    calls[0] += 1\n"
+        "    tid = obs['targets'][0]['id']\n"
+        "    if calls[0] < 3:\n"
+        "        return {'snapshot': tid, 'aim': tid}\n"
+        f"    return {actions}\n"
+    )
+
+
+_CIRCULAR = "(lambda d: (d.__setitem__('report', d), d)[1])({})"
+HOSTILE_LOOP = {
+    "snapshot_text": ("{'snapshot': 'target_1'}", "target id 'target_1' unknown"),
+    "snapshot_float": ("{'snapshot': 1.0 * tid}", "target id"),
+    "snapshot_nan": ("{'snapshot': math.nan}", "target id 'nan' unknown"),
+    "snapshot_inf_numpy": ("{'snapshot': np.float32('inf')}", "target id 'inf' unknown"),
+    "snapshot_bool": ("{'snapshot': True}", "target id True unknown"),
+    "snapshot_small_list": ("{'snapshot': [tid, tid]}", "unknown"),
+    "snapshot_huge_list": ("{'snapshot': list(range(100000))}", "has 100000 items; at most 64"),
+    "snapshot_huge_array": ("{'snapshot': np.zeros(10**6)}", "has 1000000 items; at most 64"),
+    "snapshot_deep": ("{'snapshot': [[[[[[tid]]]]]]}", "nested deeper than"),
+    "snapshot_object": ("{'snapshot': object()}", "has type object"),
+    "snapshot_set": ("{'snapshot': {tid}}", "has type set"),
+    "goal_complex": ("{'goal': [1.5, 0.0, 1j]}", "has type complex"),
+    "goal_nan": ("{'goal': [math.nan, 0.0, 0.0], 'snapshot': 'x'}", "target id 'x' unknown"),
+    "report_object_key": ("{'report': {(tid,): 'x'}}", "keys must be text or integers"),
+    "report_huge_text": ("{'report': {tid: 'x' * 100000}}", "exceeds 65536"),
+    "circular": (_CIRCULAR, "nested deeper than"),
+    "unknown_action": ("{'photo': tid}", "unknown actions ['photo']"),
+    "not_a_dict": ("[('snapshot', tid)]", "must return a dict of actions or None, got list"),
+    "generator": ("(x for x in [tid])", "got generator"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_LOOP))
+def test_malformed_loop_actions_end_the_run_with_the_reason(case):
+    """A loop behavior cannot catch a refused action: the run ends ``crashed`` with a reason that
+    names the action and why (never a traceback from our side, never an ``error``)."""
+    actions, reason = HOSTILE_LOOP[case]
+    result = _run(_loop(actions))
+    _assert_zero(result, "crashed", reason)
+    assert result["reason"].startswith("on_step (t=1.0 s)"), result["reason"]
+    assert "Traceback" not in result["reason"]
+    m = result["measures"]
+    assert m["snapshot_count"] == 2 and m["aim_count"] == 2  # the valid steps before were kept
+
+
+def test_numpy_actions_are_converted_not_refused():
+    """numpy arrays and scalars in actions are plain numbers on the wire (they used to crash the
+    run with 'not JSON serializable')."""
+    source = _loop(
+        "{'goal': np.array([1.7, 0.1, 0.05]), 'snapshot': np.int64(tid), 'aim': np.int32(tid),"
+        " 'report': {np.int64(tid): np.int64(7)}, 'finish': np.bool_(obs['t'] > 5)}"
+    )
+    result = _run(source)
+    assert result["status"] == "ok", result["reason"]
+    m = result["measures"]
+    assert m["end_reason"] == "finished" and m["snapshot_count"] > 3 and m["reports"]
+    assert m["mission_time_s"] == pytest.approx(5.5)
+
+
+def test_spamming_images_is_rate_limited_with_a_clear_error():
+    """Blocking style: image requests beyond the burst raise RateLimited (an ApiError) with the
+    reason; the behavior can catch it, wait and go on; the run stays ``ok`` and bounded."""
+    result = _run(
+        """
+        from intball_compete.api import ApiError, RateLimited
+        def run(api):
+            info = api.start_mission()
+            tid = info.targets[0].id
+            served = refused = 0
+            for i in range(500):
+                try:
+                    (api.main_image, api.nav_image, lambda: api.snapshot(tid))[i % 3]()
+                    served += 1
+                except RateLimited as exc:
+                    refused += 1
+                    reason = str(exc)
+            print('served', served, 'refused', refused, issubclass(RateLimited, ApiError))
+            print('reason', reason)
+            api.wait(2.0)
+            print('after wait', api.main_image().shape)
+            api.finish()
+        """
+    )
+    assert result["status"] == "ok", result["reason"]
+    log = result["log"]
+    assert "served 10 refused 490 True" in log, log
+    assert "image rate limit" in log and "nothing was rendered or recorded" in log, log
+    assert "after wait (480, 640, 3)" in log, log
+    m = result["measures"]
+    assert m["images_refused"] == 490 and m["snapshot_count"] == 3 and len(m["snapshots"]) == 3
+
+
+def test_spamming_snapshots_in_loop_style_keeps_the_result_bounded():
+    """A snapshot every step at 10 Hz for the whole mission (3000 snapshots): the run is ``ok``,
+    every snapshot is counted, the result lists at most SNAPSHOT_LOG_MAX + one per target."""
+    from intball_compete.session import SNAPSHOT_LOG_MAX
+
+    spam = _loop("{'snapshot': obs['targets'][calls[0] % 5]['id']}", hz=10.0)
+    result = _run(spam, think_wall_s=SPAM_THINK_S)
+    assert result["status"] == "ok", result["reason"]
+    m = result["measures"]
+    assert m["snapshot_count"] == 3000 and m["end_reason"] == "time limit"
+    assert len(m["snapshots"]) <= SNAPSHOT_LOG_MAX + 5
+    assert len(json.dumps(result)) < 150_000
+
+
+SPAM_THINK_S = 30.0
+"""Thinking budget of the 3000-step runs (~1.4 s of wall time at load 12 on the shared 2 cores):
+the wall-time budget must not decide these tests."""
+
+
+def _result_without_timing(result: dict) -> dict:
+    drop = {"wall_s", "cpu_s_worker", "cpu_s_behavior", "sandbox", "tag"}
+    return {k: v for k, v in result.items() if k not in drop}
+
+
+def test_hostile_loop_runs_harm_nothing_in_a_batch():
+    """In one worker, hostile loop behaviors (malformed actions, non-JSON objects, image and
+    snapshot spam) between normal runs of the loop example: the normal runs score identically
+    to one another and to a run alone."""
+    from intball_compete.evaluate import evaluate_batch
+
+    example = (Path(__file__).resolve().parents[1] / "examples" / "compete" / "loop_behavior.py").read_bytes()
+    hostile = [
+        _loop("{'snapshot': math.nan}"),
+        _loop("{'goal': [object()]}"),
+        _loop("{'snapshot': obs['targets'][calls[0] % 5]['id']}", hz=10.0),
+        "def run(api):\n    api.start_mission()\n    for _ in range(100):\n"
+        "        try:\n            api.main_image()\n        except Exception:\n            pass\n",
+    ]
+    normal = RunSpec(example, "behavior.py", seed=3, limits=FAST)
+    alone = evaluate_run(normal)
+    assert alone["status"] == "ok" and alone["total"] > 0, alone["reason"]
+    specs = [normal]
+    for source in hostile:
+        limits = {**FAST, "think_wall_s": SPAM_THINK_S}
+        specs += [RunSpec(source.encode(), "behavior.py", seed=3, limits=limits), normal]
+    results = evaluate_batch(specs, workers=1)
+    assert [r["status"] for r in results[1::2]] == ["crashed", "crashed", "ok", "ok"]
+    for r in results[0::2]:
+        assert _result_without_timing(r) == _result_without_timing(alone)
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))

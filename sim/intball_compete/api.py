@@ -37,6 +37,53 @@ class ApiError(Exception):
     """A call the simulator refused (unknown target id, call before ``start_mission``, ...)."""
 
 
+class RateLimited(ApiError):
+    """An image request (``main_image``, ``nav_image``, ``snapshot``) over the per-run image rate:
+    10 at once, then one per 2 s of sim time (docs/compete.md). Nothing was rendered or recorded;
+    move or ``wait`` and try again."""
+
+
+ACTION_ITEMS_MAX = 64
+"""Most items in any list or object of loop-style actions (a goal has 7, a report 5)."""
+ACTION_DEPTH_MAX = 4
+"""Deepest nesting of loop-style actions (``{"report": {id: value}}`` is 2)."""
+
+
+def _jsonable(value: Any, where: str, depth: int = 0) -> Any:
+    """``value`` (loop-style actions) as plain JSON types: numpy arrays and scalars become lists and
+    numbers, tuples lists, int keys text, non-finite floats ``"nan"`` / ``"inf"`` (JSON has no NaN;
+    the simulator names them in its refusal). ApiError naming the place (``actions['goal'][1]``)
+    for anything else, more than ACTION_ITEMS_MAX items or deeper than ACTION_DEPTH_MAX."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return v if math.isfinite(v) else str(v)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if depth >= ACTION_DEPTH_MAX and isinstance(value, list | tuple | dict | np.ndarray):
+        raise ApiError(f"{where} is nested deeper than {ACTION_DEPTH_MAX} levels")
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.size <= ACTION_ITEMS_MAX else value.reshape(-1)
+    if isinstance(value, list | tuple | np.ndarray | dict) and len(value) > ACTION_ITEMS_MAX:
+        raise ApiError(f"{where} has {len(value)} items; at most {ACTION_ITEMS_MAX} in any list or object")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, bool) or not isinstance(k, str | int | np.integer):
+                raise ApiError(f"{where} has the key {k!r:.60}; keys must be text or integers")
+            out[str(int(k)) if not isinstance(k, str) else k] = _jsonable(v, f"{where}[{k!r}]", depth + 1)
+        return out
+    raise ApiError(
+        f"{where} has type {type(value).__name__} ({value!r:.60}), not JSON: "
+        "use numbers, text, lists, dicts and None"
+    )
+
+
 @dataclass(frozen=True)
 class State:
     """Estimated robot state (never ground truth).
@@ -130,12 +177,16 @@ class Api:
 
     # ------------------------------------------------------------------ transport
     def _call(self, op: str, **args: Any) -> tuple[dict[str, Any], bytes]:
-        channel.send(self._sock, {"op": op, "args": args})
+        try:
+            channel.send(self._sock, {"op": op, "args": args})
+        except channel.ProtocolError as exc:  # raised before anything is sent: the channel is intact
+            raise ApiError(f"{op} request not sent: {exc}") from None
         reply, blob = channel.recv(self._sock, max_blob=MAX_IMAGE_BYTES)
         if reply.get("over"):
             raise MissionOver(reply.get("error", "mission over"))
         if not reply.get("ok", False):
-            raise ApiError(str(reply.get("error", "refused")))
+            error = RateLimited if reply.get("limit") == "image_rate" else ApiError
+            raise error(str(reply.get("error", "refused")))
         return reply, blob
 
     def _move(self, op: str, **args: Any) -> MoveResult:
@@ -289,9 +340,14 @@ class Api:
         (recorded and scored like :meth:`snapshot`, no image returned), "report": {id: value},
         "finish": bool}; returns the next observation dict
         (``t``, ``time_remaining``, ``state``, ``goal_status``, ``goal_message``, ``active_targets``,
-        ``events``, ``done``, ``targets`` (approximate areas), ``keep_out``).
+        ``events``, ``done``, ``targets`` (approximate areas), ``keep_out``). numpy arrays and
+        scalars in ``actions`` are converted; other objects that are not JSON, more than
+        ACTION_ITEMS_MAX items in a list or nesting deeper than ACTION_DEPTH_MAX raise ApiError.
         """
-        reply, _ = self._call("step", dt=float(dt), actions=actions or {})
+        if actions is not None and not isinstance(actions, dict):
+            raise ApiError(f"actions must be a dict or None, got {type(actions).__name__}")
+        plain = _jsonable(actions or {}, "actions")
+        reply, _ = self._call("step", dt=float(dt), actions=plain)
         obs = reply["observation"]
         obs["state"] = _state(obs["state"])
         return obs

@@ -186,6 +186,11 @@ class _Violation(BaseException):
     pass
 
 
+class ActionsRefused(Exception):
+    """A loop-style behavior's ``on_step`` returned actions the API or the simulator refused; the
+    run ends ``crashed`` with this reason (a loop behavior cannot catch the refusal itself)."""
+
+
 def _network_namespace() -> str:
     """Move this process into a new network namespace; returns how (or why not)."""
     import ctypes  # noqa: PLC0415 - only here, before the audit hook forbids it
@@ -322,18 +327,23 @@ def _load_behavior(scratch: str, entry: str) -> dict[str, object]:
 
 
 def _run_loop(api: object, on_step: object, hz: float) -> None:
-    from intball_compete.api import MissionOver  # noqa: PLC0415
+    from intball_compete.api import ApiError, MissionOver  # noqa: PLC0415
 
     api.start_mission()  # type: ignore[attr-defined]
     obs = api.step(0.0, {})  # type: ignore[attr-defined]
     while True:
         actions = on_step(obs)  # type: ignore[operator]
+        t = obs.get("t", 0.0) if isinstance(obs, dict) else 0.0
         if actions is not None and not isinstance(actions, dict):
-            raise TypeError(f"on_step must return a dict of actions or None, got {type(actions).__name__}")
+            raise ActionsRefused(
+                f"on_step (t={t:.1f} s) must return a dict of actions or None, got {type(actions).__name__}"
+            )
         try:
             obs = api.step(1.0 / hz, actions or {})  # type: ignore[attr-defined]
         except MissionOver:
             return
+        except ApiError as exc:
+            raise ActionsRefused(f"on_step (t={t:.1f} s) returned actions that were refused: {exc}") from None
         if actions and actions.get("finish"):
             return
 
@@ -386,6 +396,8 @@ def main() -> None:
         status, reason = "crashed", "RecursionError: " + traceback.format_exc(limit=-3)[-1500:]
     except channel.ChannelClosed:
         status, reason = "crashed", "the simulator closed the channel"
+    except ActionsRefused as exc:
+        status, reason = "crashed", str(exc)[:3000]
     except BaseException:  # noqa: BLE001 - report any failure of participant code
         status, reason = "crashed", traceback.format_exc(limit=-6)[-3000:]
     sys.stdout.flush()

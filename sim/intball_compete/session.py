@@ -12,7 +12,9 @@ sees), the keep-out monitor, the aim and snapshot measurements and the trajector
 scoring and replay. Every camera renders with TinyRenderer (the nav frames of ``vision`` mode
 included): EGL images depend on the PyBullet clients a process made before.
 Sim time drives everything (wall time never enters), so a run is a function of the scenario,
-the seed and the sequence of requests.
+the seed and the sequence of requests. Per-run bounds, in sim time and counts only (so they
+repeat): image requests (IMAGE_BURST, IMAGE_PERIOD_S) and snapshot records kept
+(SNAPSHOT_LOG_MAX plus the best per target).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from intball_compete.missions import Scenario, load_marker_map
+from intball_compete.scoring import snapshot_quality
 from intball_nav.camera_tasks.pointing import PointingError, look_at
 from intball_nav.dynamics import RigidBodyState
 from intball_nav.estimation.truth_noise import MODE_TRUTH, MODE_TRUTH_NOISE, TruthNoiseEstimator
@@ -49,10 +52,33 @@ VISION_RENDERER = "tiny"
 """Renderer of the nav frames in ``vision`` mode (``intball_sim.vision_loop.VisionOptions``)."""
 SNAPSHOT_CLEARANCE_M = 0.01
 """The line-of-sight test of a snapshot ends this far in front of the code (m)."""
+SNAPSHOT_LOG_MAX = 50
+"""Snapshot records kept per run besides the best one per target: the first this many taken.
+Every snapshot is judged; the run's measures list the kept ones (and the best per target, which
+is all a rule scores), ``snapshot_count`` the number taken. Bounds the result JSON and the store
+row (a loop-style behavior could otherwise log one per step, ~3000 per run, ~600 KB). "Best" is
+``scoring.snapshot_quality`` (score-v2): a rule that judged snapshots differently would need its
+own best kept here."""
+IMAGE_BURST = 10
+"""Rendered images (``main_image``, ``nav_image``, ``snapshot``) a behavior may request at once."""
+IMAGE_PERIOD_S = 2.0
+"""s of sim time that earn one more image request after the burst (token bucket, at most
+IMAGE_BURST saved up): at most 10 + 300 / 2 = 160 renders in a 300 s mission. Requests beyond
+get ``ok: False, limit: "image_rate"`` (``RateLimited`` in the behavior), nothing rendered or
+recorded. Sim time only, so the limit is deterministic: same requests, same refusals."""
 
 
 class RequestError(ValueError):
     """A request the session refuses; ``str()`` is the reason sent to the behavior."""
+
+    limit = ""
+    """Set by the subclasses of refusals for a per-run limit (sent as ``limit`` in the reply)."""
+
+
+class RateLimited(RequestError):
+    """A request over a per-run rate limit (images)."""
+
+    limit = "image_rate"
 
 
 def _numbers(value: Any, n: int, what: str) -> np.ndarray:
@@ -198,10 +224,15 @@ class MissionSession:
         self.report_count = 0
         self.aims: dict[int, dict[str, float]] = {}
         self.aim_count = 0
-        self.snapshots: list[dict[str, Any]] = []
+        self.snapshots: list[dict[str, Any]] = []  # the first SNAPSHOT_LOG_MAX taken
+        self.snapshot_count = 0
+        self._best_snapshot: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._image_tokens = float(IMAGE_BURST)
+        self._image_tokens_t = 0.0  # mission time of the last refill, s
+        self.images_rendered = 0
+        self.images_refused = 0
         self.keepout_events: list[dict[str, Any]] = []
         self._in_zone: set[str] = set()
-        self.events: list[dict[str, Any]] = []
         self.trajectory: list[list[float]] = []
         self.requests = 0
         self._mission: dict[str, Any] = {}
@@ -381,7 +412,6 @@ class MissionSession:
         angle = math.degrees(math.acos(max(-1.0, min(1.0, float(axis @ to_target) / max(dist, 1e-9)))))
         miss = dist * math.sin(math.radians(min(angle, 90.0)))
         self.aim_count += 1
-        self.events.append({"t": round(self.t, 3), "aim": tid})
         if dist > AIM_MAX_RANGE_M or angle >= 90.0:
             return
         best = self.aims.get(tid)
@@ -428,19 +458,48 @@ class MissionSession:
         end = target.position + SNAPSHOT_CLEARANCE_M * R_kibo_target[:, 2]
         hit = p.rayTest(T_kibo_cam.position.tolist(), end.tolist(), physicsClientId=self._render_world.cid)[0]
         depth = float(R_kibo_cam[:, 2] @ to_target)
-        self.snapshots.append(
-            {
-                "t": round(self.t, 3),
-                "target_id": tid,
-                "in_frame": in_frame,
-                "clear": bool(hit[0] < 0),
-                "range_m": round(dist, 4),
-                "off_axis_deg": round(off_axis, 4),
-                "incidence_deg": round(incidence, 4),
-                "code_px": round(float(K[0, 0]) * 2.0 * half / depth, 1) if depth > cam.near else 0.0,
-            }
-        )
-        self.events.append({"t": round(self.t, 3), "snapshot": tid})
+        self.snapshot_count += 1
+        record = {
+            "n": self.snapshot_count,
+            "t": round(self.t, 3),
+            "target_id": tid,
+            "in_frame": in_frame,
+            "clear": bool(hit[0] < 0),
+            "range_m": round(dist, 4),
+            "off_axis_deg": round(off_axis, 4),
+            "incidence_deg": round(incidence, 4),
+            "code_px": round(float(K[0, 0]) * 2.0 * half / depth, 1) if depth > cam.near else 0.0,
+        }
+        # the best per target is the first with the highest quality, as the scorer picks it
+        q = snapshot_quality(record)
+        if tid not in self._best_snapshot or q > self._best_snapshot[tid][0]:
+            self._best_snapshot[tid] = (q, record)
+        if len(self.snapshots) < SNAPSHOT_LOG_MAX:
+            self.snapshots.append(record)
+
+    def kept_snapshots(self) -> list[dict[str, Any]]:
+        """The snapshot records a run reports, in the order taken: the first SNAPSHOT_LOG_MAX and
+        the best per target (at most SNAPSHOT_LOG_MAX + number of targets)."""
+        kept = {r["n"]: r for r in self.snapshots}
+        kept.update({r["n"]: r for _, r in self._best_snapshot.values()})
+        return [kept[n] for n in sorted(kept)]
+
+    def _take_image_token(self, op: str) -> None:
+        """Spend one image request (token bucket in sim time); RateLimited when none is left (see
+        IMAGE_BURST, IMAGE_PERIOD_S)."""
+        earned = (self.t - self._image_tokens_t) / IMAGE_PERIOD_S
+        self._image_tokens = min(float(IMAGE_BURST), self._image_tokens + earned)
+        self._image_tokens_t = self.t
+        if self._image_tokens < 1.0:
+            self.images_refused += 1
+            wait = (1.0 - self._image_tokens) * IMAGE_PERIOD_S
+            raise RateLimited(
+                f"{op} refused: image rate limit ({IMAGE_BURST} at once, then one per "
+                f"{IMAGE_PERIOD_S:g} s of sim time); the next in {wait:.2f} s of sim time "
+                "(move or wait first); nothing was rendered or recorded"
+            )
+        self._image_tokens -= 1.0
+        self.images_rendered += 1
 
     def _report(self, tid: int, value: Any) -> None:
         if (
@@ -451,7 +510,6 @@ class MissionSession:
             raise RequestError(f"report value must be text (<= 200 chars) or an int id, got {value!r}")
         self.reports[tid] = value
         self.report_count += 1
-        self.events.append({"t": round(self.t, 3), "report": tid})
 
     # ------------------------------------------------------------------ requests
     def mission_dict(self) -> dict[str, Any]:
@@ -519,7 +577,10 @@ class MissionSession:
                 raise RequestError(f"call start_mission() before {op!r}")
             return self._dispatch(op, args)
         except RequestError as exc:
-            return {"ok": False, "error": str(exc)}, b""
+            reply = {"ok": False, "error": str(exc)}
+            if exc.limit:
+                reply["limit"] = exc.limit
+            return reply, b""
 
     def _dispatch(self, op: Any, args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         if op == "state":
@@ -558,8 +619,10 @@ class MissionSession:
         if op in ("image", "snapshot"):
             name = "main" if op == "snapshot" else args.get("camera")
             cam = self._camera(name)
-            if op == "snapshot":
-                self._snapshot(self._target_id(args))
+            tid = self._target_id(args) if op == "snapshot" else None
+            self._take_image_token("snapshot" if op == "snapshot" else f"{name} image")
+            if tid is not None:
+                self._snapshot(tid)
             rgb = self.render(cam.name)
             return {"ok": True, "shape": list(rgb.shape), "dtype": "uint8"}, rgb.tobytes()
         if op == "aim":
@@ -609,6 +672,11 @@ class MissionSession:
             self._aim(self._target_id({"target_id": actions["aim"]}))
         if actions.get("snapshot") is not None:  # recorded and scored; loop style gets no image
             self._snapshot(self._target_id({"target_id": actions["snapshot"]}))
+            if self.snapshot_count == SNAPSHOT_LOG_MAX + 1:  # the first one not listed
+                messages.append(
+                    f"snapshot log full ({SNAPSHOT_LOG_MAX} kept): later snapshots still count, "
+                    "only the best per target is kept from now on"
+                )
         reports = actions.get("report") or {}
         if not isinstance(reports, dict):
             raise RequestError("report must be an object {target_id: value}")
@@ -651,7 +719,10 @@ class MissionSession:
             "report_count": self.report_count,
             "aims": {str(k): v for k, v in sorted(self.aims.items())},
             "aim_count": self.aim_count,
-            "snapshots": self.snapshots,
+            "snapshots": self.kept_snapshots(),
+            "snapshot_count": self.snapshot_count,
+            "images_rendered": self.images_rendered,
+            "images_refused": self.images_refused,
             "collisions": [{"t": round(e.t - t0, 3), "body": e.name} for e in collisions],
             "keepout_events": self.keepout_events,
             "energy_ns": round(self.energy_ns, 6),
