@@ -41,6 +41,7 @@ def parse(*argv: str) -> argparse.Namespace:
         (("--initial-pose-error", "0.3,-5"), "expected M,DEG with two numbers >= 0"),
         (("--cover-lens", "5:3"), "expected START:END in s with 0 <= START < END"),
         (("--features", "maybe"), "invalid choice: 'maybe'"),
+        (("--main-camera", "yes"), "argument --main-camera: invalid choice: 'yes'"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(argv, message, capsys):
@@ -64,6 +65,7 @@ def test_good_arguments_become_vision_options():
     assert len(o.marker_ids) == 147 - 74  # half of the 147 markers removed, seeded
     assert eval_loc.vision_options(args).marker_ids == o.marker_ids
     assert eval_loc.vision_options(parse("--no-markers")).marker_ids == ()
+    assert o.main_camera and not eval_loc.vision_options(parse("--main-camera", "off")).main_camera
 
 
 def test_missing_mission_file(tmp_path, capsys):

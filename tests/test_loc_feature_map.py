@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pybullet as p
 import pytest
+from scipy.spatial import cKDTree
 
 from intball_nav.frames import Pose, quat_angle, quat_from_rotvec, quat_multiply
 from intball_nav.module import load_marker_map, load_module
@@ -189,6 +190,85 @@ def test_candidate_pool_is_exact_for_nearby_poses():
     assert checked > 1000  # the poses did see points
     far = Pose(T0.position + [2 * POOL_SHIFT_M, 0, 0], T0.quat)
     assert not pool.covers(far, 4.0) and not pool.covers(T0, 30.0)
+
+
+def test_rematch_equals_a_new_search_while_the_pose_moves_little():
+    """A tight guided pass that re-matches the previous pass's candidates from its (wider) neighbour
+    search (``_rematch``) gives the matches of a new search at the new projections; the wider search
+    does not change the pass that made it; a larger move asks for a new search (returns None).
+    Seeded synthetic frame: keypoints at the projections of half the visible map points (0.5 px
+    noise, descriptors with 0-20 flipped bits), look-alikes 2-6 px from half of those (10-30 bits)
+    and random distractors."""
+    from types import SimpleNamespace
+
+    from intball_nav.vision.feature_map import REMATCH_SLACK_PX, _Frame
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    fmap = tiny_map(n=n, seed=5)
+    points = rng.uniform([-2.0, -1.5, 0.5], [2.0, 1.5, 4.0], (n, 3))  # in front of the camera
+    fmap = dataclasses.replace(
+        fmap,
+        points=points,
+        view_dirs=np.tile(np.array([0.0, 0.0, -1.0], np.float32), (n, 1)),
+        dist_range=np.tile(np.array([0.3, 5.0], np.float32), (n, 1)),
+    )
+    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
+    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
+    loc = FeatureLocalizer(fmap, cam)
+    T0 = Pose(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+    ids, uv = loc._candidates(T0, 4.0)
+    seen = rng.choice(len(ids), len(ids) // 2, replace=False)
+    # look-alikes 2-6 px from half of them (the ratio test then depends on the window)
+    alike = seen[: len(seen) // 2]
+    angle = rng.uniform(0.0, 2 * np.pi, len(alike))
+    offset = rng.uniform(2.0, 6.0, len(alike))[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    kuv = np.vstack(
+        [
+            uv[seen] + rng.normal(0.0, 0.5, (len(seen), 2)),
+            uv[alike] + offset,
+            rng.uniform([0, 0], [319, 239], (400, 2)),
+        ]
+    )
+
+    def flipped(desc: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        bits = np.unpackbits(desc, axis=1)
+        for row, nflip in zip(bits, rng.integers(lo, hi, len(desc)), strict=True):
+            row[rng.choice(256, nflip, replace=False)] ^= 1
+        return np.packbits(bits, axis=1)
+
+    kdesc = np.vstack(
+        [
+            flipped(fmap.descriptors[ids[seen]], 0, 21),
+            flipped(fmap.descriptors[ids[alike]], 10, 31),
+            rng.integers(0, 256, (400, 32), dtype=np.uint8),
+        ]
+    )
+    feats = _Frame(kuv, np.zeros(len(kuv), int), kdesc, cKDTree(kuv))
+    pid, kj, _ = loc._match_window(feats, ids, uv, 4.0)
+    pid_w, kj_w, window = loc._match_window(feats, ids, uv, 4.0, 4.0 + REMATCH_SLACK_PX)
+    assert len(pid) > 300 and window is not None
+    np.testing.assert_array_equal(pid_w, pid)
+    np.testing.assert_array_equal(kj_w, kj)
+    compared = 0
+    for shift_m in (0.0, 0.002, 0.004, 0.05):
+        T = Pose(
+            np.array([shift_m, -0.5 * shift_m, 0.0]), quat_from_rotvec(np.array([0.0, shift_m / 4, 0.0]))
+        )
+        again = loc._rematch(feats, window, T, 4.0)
+        uv_new = loc._candidates(T, 1e3)[1][np.searchsorted(loc._candidates(T, 1e3)[0], ids)]
+        moved = np.max(np.linalg.norm(uv_new - uv, axis=1))
+        if moved > REMATCH_SLACK_PX:
+            assert again is None, moved
+            continue
+        assert again is not None, moved
+        pid_r, kj_r, uv_r = again
+        np.testing.assert_allclose(uv_r, uv_new, atol=1e-9)
+        pid_n, kj_n, _ = loc._match_window(feats, ids, uv_r, 4.0)  # a new search, same candidates
+        np.testing.assert_array_equal(pid_r, pid_n)
+        np.testing.assert_array_equal(kj_r, kj_n)
+        compared += 1
+    assert compared >= 2 and moved > REMATCH_SLACK_PX  # small moves re-matched, the largest refused
 
 
 # ------------------------------------------------------------------------------ rendered frames

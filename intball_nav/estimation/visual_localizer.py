@@ -322,15 +322,22 @@ class VisualLocalizer:
         return state, nav.pose_covariance, health
 
     def stats(self) -> dict[str, Any]:
-        """Counters and per-frame cost (ms) for summaries."""
-        c = np.array(self.frame_costs) * 1e3
-        return {
-            "frames": len(self.frame_costs),
-            "frame_cost_ms": {
+        """Counters and per-frame cost (ms CPU) for summaries: nav frames, and the auxiliary
+        camera's frames that were used (``aux_frames``, ``aux_frame_cost_ms``)."""
+
+        def cost(costs: list[float]) -> dict[str, float | None]:
+            c = np.array(costs) * 1e3
+            return {
                 "median": float(np.median(c)) if c.size else None,
                 "p90": float(np.percentile(c, 90)) if c.size else None,
                 "max": float(c.max()) if c.size else None,
-            },
+            }
+
+        return {
+            "frames": len(self.frame_costs),
+            "frame_cost_ms": cost(self.frame_costs),
+            "aux_frames": len(self.aux_costs),
+            "aux_frame_cost_ms": cost(self.aux_costs),
             "outcomes": self.counts,
             "filter": {
                 "accepted": self.eskf.n_accepted,

@@ -406,7 +406,7 @@ def _orb(gray: np.ndarray, detector: cv2.ORB) -> tuple[np.ndarray, np.ndarray, n
     kps, desc = detector.detectAndCompute(gray, None)
     if desc is None or not kps:
         return np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
-    uv = np.array([k.pt for k in kps], dtype=float)
+    uv = cv2.KeyPoint_convert(kps).astype(float).reshape(-1, 2)  # type: ignore[attr-defined]
     octave = np.array([k.octave & 0xFF for k in kps], dtype=int)
     return uv, octave, desc
 
@@ -812,7 +812,7 @@ class _Solution:
     sig: np.ndarray  # (n,) px octave scale
     point_ids: np.ndarray
     n_candidates: int  # guided matches before the inlier test
-    n_projected: int  # map points predicted visible at the solution (last guided pass)
+    n_projected: int  # map points predicted in the image by the last guided pass (at its prior pose)
 
 
 @dataclass(frozen=True)
@@ -851,6 +851,63 @@ POOL_SHIFT_M = 0.10
 """m, largest camera shift from the pool's pose for which the pool is still a superset."""
 POOL_TURN_RAD = float(np.radians(5.0))
 """rad, largest camera rotation from the pool's pose for which the pool is still a superset."""
+LSH_RNG_SEED = 20261121
+"""Seed of OpenCV's global RNG when a ``FeatureLocalizer`` builds its LSH retrieval index."""
+REMATCH_SLACK_PX = 1.5
+"""px, a tight guided pass searches this much wider than its window so that the next tight pass can
+re-match its candidates without a new search while no projection moved more than this."""
+POOL_CELL_M = 0.25
+"""m, edge of the cubic cells that group the map points for ``_pool``: a cell whose bounding sphere
+cannot hold a pool point (outside the widened camera cone, or out of every point's distance range)
+is skipped as a whole."""
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Neighbour search of one guided pass (``FeatureLocalizer._match_window``): candidate ids (n,)
+    and projections uv (n,2) px, the search radius px; the rows of the candidates with a keypoint
+    within it, (m,), their nearest keypoints nn (m,k) and Hamming distances ham (m,k) (256: none)."""
+
+    ids: np.ndarray
+    uv: np.ndarray
+    radius: float
+    rows: np.ndarray
+    nn: np.ndarray
+    ham: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """Map points grouped in ``POOL_CELL_M`` cells: ``of`` (N,) cell index of each point; per cell
+    ``centre`` (C,3) m, kibo frame, ``radius`` (C,) m (bounding sphere of its points), ``near`` and
+    ``far`` (C,) m (the smallest ``d_min / scale_margin`` and largest ``d_max * scale_margin`` of
+    its points)."""
+
+    of: np.ndarray
+    centre: np.ndarray
+    radius: np.ndarray
+    near: np.ndarray
+    far: np.ndarray
+
+
+def _cells(points: np.ndarray, near: np.ndarray, far: np.ndarray) -> _Cells:
+    """``_Cells`` of points (N,3) m with per-point distance bounds near, far (N,) m."""
+    key = np.floor(points / POOL_CELL_M).astype(np.int64)
+    _, of = np.unique(key, axis=0, return_inverse=True)
+    of = of.ravel()
+    n_cells = int(of.max()) + 1 if len(of) else 0
+    count = np.bincount(of, minlength=n_cells).astype(float)
+    centre = (
+        np.column_stack([np.bincount(of, points[:, i], minlength=n_cells) for i in range(3)])
+        / np.maximum(count, 1.0)[:, None]
+    )
+    radius = np.zeros(n_cells)
+    np.maximum.at(radius, of, np.linalg.norm(points - centre[of], axis=1))
+    lo = np.full(n_cells, np.inf)
+    hi = np.zeros(n_cells)
+    np.minimum.at(lo, of, np.asarray(near, float))
+    np.maximum.at(hi, of, np.asarray(far, float))
+    return _Cells(of, centre, radius * (1.0 + 1e-9) + 1e-9, lo, hi)  # radius: rounding slack
 
 
 @dataclass(frozen=True)
@@ -899,6 +956,10 @@ class FeatureLocalizer:
         )
         self._bf = cv2.BFMatcher(cv2.NORM_HAMMING)
         self._flann.add([feature_map.descriptors])
+        # the LSH tables are drawn from OpenCV's global RNG (cv2.setRNGSeed): seeded, every localizer
+        # of a map has the same tables, so relocalization repeats within one process (before, a
+        # second localizer of one process relocalized the same frame up to ~2 mm differently)
+        cv2.setRNGSeed(LSH_RNG_SEED)
         self._flann.train()
         kf_of = np.repeat(np.arange(feature_map.n_keyframes), np.diff(feature_map.kf_offsets))
         order = np.argsort(feature_map.kf_point_ids, kind="stable")
@@ -911,6 +972,11 @@ class FeatureLocalizer:
         self._bbox = (lo, hi)
         self._cos_view = np.cos(np.radians(self.params.max_view_angle_deg))
         self._desc64 = np.ascontiguousarray(feature_map.descriptors).view(np.uint64)
+        sm = self.params.scale_margin
+        # (N,) m, per-point distance bounds of the candidate test (float32 as in ``_candidates``)
+        self._near = feature_map.dist_range[:, 0] / sm
+        self._far = feature_map.dist_range[:, 1] * sm
+        self._cells = _cells(feature_map.points, self._near, self._far)
 
     def _set_camera(self, camera_model: CameraLike, T_base_cam: Pose | None) -> None:
         self.K = np.asarray(camera_model.K, dtype=float)
@@ -972,25 +1038,40 @@ class FeatureLocalizer:
     def _pool(self, T_kibo_cam: Pose, margin_px: float) -> _Pool:
         """The map points that can be candidates from poses near T_kibo_cam (``_Pool``): the tests
         of ``_candidates`` widened by the largest change of a point's direction, the camera turn
-        plus asin(shift / distance) <= pi/2 shift / distance, and of its distance, the shift. One
-        pass over the map (the distance test first, the direction tests on its survivors)."""
+        plus asin(shift / distance) <= pi/2 shift / distance, and of its distance, the shift.
+
+        First per cell (``_Cells``, conservative: a skipped cell holds no point that would pass),
+        then per point on the kept cells (the distance test first, the direction tests on its
+        survivors); the ids come out increasing, as from one pass over the whole map."""
         m = self.map
-        d = m.points - T_kibo_cam.position
-        dist = np.sqrt(np.einsum("ij,ij->i", d, d))
-        sm = self.params.scale_margin
-        ids = np.flatnonzero(
-            (dist + POOL_SHIFT_M > m.dist_range[:, 0] / sm) & (dist - POOL_SHIFT_M < m.dist_range[:, 1] * sm)
-        )
-        d, dist = d[ids], dist[ids]
-        beta = np.minimum(0.5 * np.pi * POOL_SHIFT_M / np.maximum(dist, 1e-9), 0.5 * np.pi)
-        view = -np.einsum("ij,ij->i", d, m.view_dirs[ids])
-        ok = view > np.cos(np.radians(self.params.max_view_angle_deg) + beta) * dist
+        pos = T_kibo_cam.position
+        axis = rotmat_from_quat(T_kibo_cam.quat)[:, 2]
         # the image plus margin lies in a cone about the optical axis of half-angle gamma
         cx, cy = self.K[0, 2], self.K[1, 2]
         half_w = (max(cx, self.width - 1 - cx) + margin_px) / self.K[0, 0]
         half_h = (max(cy, self.height - 1 - cy) + margin_px) / self.K[1, 1]
-        gamma = np.arctan(np.hypot(half_w, half_h))
-        axis = rotmat_from_quat(T_kibo_cam.quat)[:, 2]
+        gamma = float(np.arctan(np.hypot(half_w, half_h)))
+        # cells: a point at distance dist in [L - r, L + r] from the camera, within asin(r / L) of
+        # the direction to the cell centre, turned by at most beta(L - r) >= beta(dist)
+        c = self._cells
+        v = c.centre - pos
+        L = np.sqrt(np.einsum("ij,ij->i", v, v))
+        r = c.radius
+        inside = L <= r
+        Ls = np.maximum(L, 1e-12)
+        off_axis = np.arccos(np.clip(v @ axis / Ls, -1.0, 1.0)) - np.arcsin(np.clip(r / Ls, 0.0, 1.0))
+        beta_max = np.minimum(0.5 * np.pi * POOL_SHIFT_M / np.maximum(L - r, 1e-9), 0.5 * np.pi)
+        eps = 1e-9  # rounding slack: the cell tests must not be stricter than the point tests
+        keep = inside | (off_axis < gamma + POOL_TURN_RAD + beta_max + eps)
+        keep &= (L + r + POOL_SHIFT_M + eps > c.near) & (L - r - POOL_SHIFT_M - eps < c.far)
+        ids = np.flatnonzero(keep[c.of])
+        d = m.points[ids] - pos
+        dist = np.sqrt(np.einsum("ij,ij->i", d, d))
+        ok = (dist + POOL_SHIFT_M > self._near[ids]) & (dist - POOL_SHIFT_M < self._far[ids])
+        ids, d, dist = ids[ok], d[ok], dist[ok]
+        beta = np.minimum(0.5 * np.pi * POOL_SHIFT_M / np.maximum(dist, 1e-9), 0.5 * np.pi)
+        view = -np.einsum("ij,ij->i", d, m.view_dirs[ids])
+        ok = view > np.cos(np.radians(self.params.max_view_angle_deg) + beta) * dist
         ok &= d @ axis > np.cos(np.minimum(gamma + POOL_TURN_RAD + beta, np.pi)) * dist
         ids = ids[ok]
         return _Pool(T_kibo_cam, margin_px, ids, m.points[ids], m.view_dirs[ids], m.dist_range[ids])
@@ -1029,31 +1110,70 @@ class FeatureLocalizer:
         return (sel if ids is None else ids[sel]), uv
 
     def _match_window(
-        self, feats: _Frame, ids: np.ndarray, uv: np.ndarray, radius: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One-to-one (point id, keypoint index) matches within ``radius`` px of the projections."""
+        self,
+        feats: _Frame,
+        ids: np.ndarray,
+        uv: np.ndarray,
+        radius: float,
+        search_radius: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, _Window | None]:
+        """One-to-one (point id, keypoint index) matches within ``radius`` px of the projections, and
+        the neighbour search (``_Window``) for re-matching at a nearby pose; ``search_radius`` (>=
+        radius) widens the search kept for that."""
+        none = np.zeros(0, int), np.zeros(0, int), None
         if len(ids) == 0 or feats.tree is None:
-            return np.zeros(0, int), np.zeros(0, int)
+            return none
+        search = radius if search_radius is None else search_radius
         k = int(min(len(feats.uv), self.params.window_neighbours))
-        dd, nn = feats.tree.query(uv, k=k, distance_upper_bound=radius)
+        dd, nn = feats.tree.query(uv, k=k, distance_upper_bound=search)
         dd, nn = dd.reshape(len(uv), k), nn.reshape(len(uv), k)
         rows = np.flatnonzero(np.isfinite(dd[:, 0]))  # neighbours come sorted by pixel distance
         if len(rows) == 0:
-            return np.zeros(0, int), np.zeros(0, int)
-        valid = np.isfinite(dd[rows])
-        nn = nn[rows]
-        # Hamming distances of each projected point to its neighbours, 256 where none: the best
-        # (first minimum: the nearest in the image among equals) and the second-best per point
+            return none
+        dd, nn = dd[rows], nn[rows]
+        valid = np.isfinite(dd)
+        # Hamming distances of each projected point to its neighbours, 256 where none
         ham = np.full(valid.shape, 256, dtype=np.int32)
         kdesc64 = feats.desc.view(np.uint64)
         pi = np.broadcast_to(ids[rows, None], valid.shape)[valid]
         ham[valid] = np.bitwise_count(self._desc64[pi] ^ kdesc64[nn[valid]]).sum(axis=1, dtype=np.int32)
+        window = _Window(ids, uv, search, rows, np.where(valid, nn, 0), ham)
+        if search > radius:
+            ham = np.where(dd <= radius, ham, 256)
+        return (*self._select(ids, rows, nn, ham), window)
+
+    def _rematch(
+        self, feats: _Frame, w: _Window, T_kibo_cam: Pose, radius: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The matches of ``_match_window`` for the candidates of ``w`` at a nearby pose, from the
+        neighbours already found: exact (up to the cap of ``window_neighbours`` per point) when no
+        projection moved more than the search radius of ``w`` minus ``radius``; else None (search
+        again). Returns (point ids, keypoint indices, projections (n,2) px of ``w.ids``)."""
+        R = rotmat_from_quat(T_kibo_cam.quat)
+        pc = (self.map.points[w.ids] - T_kibo_cam.position) @ R
+        uv = pc[:, :2] / pc[:, 2:3] * (self.K[0, 0], self.K[1, 1]) + self.K[:2, 2]
+        moved = uv - w.uv
+        if not np.all(np.einsum("ij,ij->i", moved, moved) <= (w.radius - radius) ** 2):
+            return None
+        d = np.linalg.norm(feats.uv[w.nn] - uv[w.rows, None, :], axis=2)
+        d[w.ham >= 256] = np.inf
+        order = np.argsort(d, axis=1, kind="stable")  # nearest first, as from the k-d tree
+        d = np.take_along_axis(d, order, axis=1)
+        nn = np.take_along_axis(w.nn, order, axis=1)
+        ham = np.where(d <= radius, np.take_along_axis(w.ham, order, axis=1), 256)
+        return (*self._select(w.ids, w.rows, nn, ham), uv)
+
+    def _select(
+        self, ids: np.ndarray, rows: np.ndarray, nn: np.ndarray, ham: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate row (point ``ids[rows]``, keypoints ``nn`` nearest first, Hamming distances
+        ``ham``, 256 where none): the best (first minimum: the nearest in the image among equals)
+        against the second-best (ratio test), then one-to-one (each keypoint keeps its closest point)."""
         col = np.argmin(ham, axis=1)
         best_d = ham[np.arange(len(rows)), col]
-        second = np.partition(ham, 1, axis=1)[:, 1] if k > 1 else np.full(len(rows), 256)
+        second = np.partition(ham, 1, axis=1)[:, 1] if ham.shape[1] > 1 else np.full(len(rows), 256)
         ok = (best_d <= self.params.max_hamming) & (best_d < self.params.ratio * second)
         sel_p, sel_k, sel_d = rows[ok], nn[ok, col[ok]], best_d[ok]
-        # one-to-one: each keypoint keeps its closest point
         if len(sel_k) == 0:
             return np.zeros(0, int), np.zeros(0, int)
         o = np.lexsort((sel_d, sel_k))
@@ -1070,11 +1190,11 @@ class FeatureLocalizer:
         if len(obj) < 6:
             return None
         if iters == 0 and T0 is not None:
-            uv, _, z = project_with_jacobian(self.K, T0, obj)
+            rvec, tvec = rvec_tvec_from_pose(T0)
+            uv, z = self._project(rvec, tvec, obj)
             mask = (np.linalg.norm(uv - img, axis=1) < p.ransac_reproj_px * sig) & (z > p.min_depth)
             if mask.sum() < 6:
                 return None
-            rvec, tvec = rvec_tvec_from_pose(T0)
             return self._refine(obj, img, sig, mask, rvec, tvec)
         try:
             ok, rvec, tvec, inl = cv2.solvePnPRansac(
@@ -1095,14 +1215,21 @@ class FeatureLocalizer:
         mask[inl.ravel()] = True
         return self._refine(obj, img, sig, mask, rvec, tvec)
 
+    def _project(self, rvec: np.ndarray, tvec: np.ndarray, obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uv (n,2) px, z (n,) m) of map points obj (n,3) m, kibo frame, for OpenCV's (rvec, tvec)."""
+        R, _ = cv2.Rodrigues(rvec)
+        pc = obj @ R.T + np.asarray(tvec, dtype=float).reshape(3)
+        z = pc[:, 2]
+        uv = pc[:, :2] / z[:, None] * (self.K[0, 0], self.K[1, 1]) + self.K[:2, 2]
+        return uv, z
+
     def _refine(
         self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, mask: np.ndarray, rvec, tvec
     ) -> tuple[Pose, np.ndarray]:
         p = self.params
         for _ in range(3):
             rvec, tvec = cv2.solvePnPRefineLM(obj[mask], img[mask], self.K, None, rvec, tvec)
-            T = pose_from_rvec_tvec(rvec, tvec)
-            uv, _, z = project_with_jacobian(self.K, T, obj)
+            uv, z = self._project(rvec, tvec, obj)
             e = np.linalg.norm(uv - img, axis=1)
             new = (e < 2.5 * sig) & (z > p.min_depth)
             if np.array_equal(new, mask) or new.sum() < 6:
@@ -1111,17 +1238,29 @@ class FeatureLocalizer:
         return pose_from_rvec_tvec(rvec, tvec), mask
 
     def _guided(self, feats: _Frame, T_kibo_cam: Pose, radius: float) -> _Solution | None:
-        """Guided matching around a predicted pose, solve, then a tight second pass."""
+        """Guided matching around a predicted pose, solve, then the tight passes; a tight pass after
+        another re-matches that pass's candidates from its neighbour search (``_rematch``) when the
+        pose moved little, else searches again."""
         p = self.params
         T = T_kibo_cam
         pool = self._pool(T, max(radius, p.refine_radius_px))
         passes = ((radius, p.track_ransac_iters),) + ((p.refine_radius_px, 0),) * p.refine_passes
-        for r, iters in passes:
-            ids, uv = self._candidates(T, r, pool)
-            if iters and len(ids) > p.first_pass_candidates:
-                keep = np.linspace(0, len(ids) - 1, p.first_pass_candidates).astype(int)
-                ids, uv = ids[keep], uv[keep]
-            pid, kj = self._match_window(feats, ids, uv, r)
+        window: _Window | None = None
+        for i, (r, iters) in enumerate(passes):
+            again = self._rematch(feats, window, T, r) if window is not None and not iters else None
+            if again is not None:
+                pid, kj, uv = again
+            else:
+                ids, uv = self._candidates(T, r, pool)
+                if iters and len(ids) > p.first_pass_candidates:
+                    keep = np.linspace(0, len(ids) - 1, p.first_pass_candidates).astype(int)
+                    ids, uv = ids[keep], uv[keep]
+                reuse = not iters and i + 1 < len(passes)  # a tight pass follows: keep a wider search
+                pid, kj, window = self._match_window(
+                    feats, ids, uv, r, r + REMATCH_SLACK_PX if reuse else None
+                )
+                if not reuse:
+                    window = None
             if len(pid) < p.min_inliers:
                 return None
             sig = self.scale ** feats.octave[kj]
@@ -1129,7 +1268,11 @@ class FeatureLocalizer:
             if res is None:
                 return None
             T, mask = res
-        n_proj = len(self._candidates(T, 0.0, pool)[0])
+        # map points predicted in the image by the last pass (at its prior pose; at most max_candidates)
+        in_image = (
+            (uv[:, 0] >= 0) & (uv[:, 0] <= self.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= self.height - 1)
+        )
+        n_proj = int(in_image.sum())
         return _Solution(
             T, self.map.points[pid[mask]], feats.uv[kj[mask]], sig[mask], pid[mask], len(pid), n_proj
         )

@@ -35,7 +35,10 @@ intball_sim.eval_loc``)::
     intball eval-loc --mission FILE --out DIR [--seed N] [--camera-hz HZ] [--latency S]
         [--lighting F] [--occlude-markers FRAC | --no-markers] [--camera-noise SIGMA] [--blur PX]
         [--initial-pose-error M,DEG] [--cover-lens START:END ...] [--features auto|on|off]
-        [--rpe-delta M] [--max-time S]
+        [--main-camera on|off] [--rpe-delta M] [--max-time S]
+
+With the natural features on, the front main camera is their second view while the nav camera
+gives no pose (``--main-camera``, :mod:`intball_sim.vision_loop`); ``--cover-lens`` blacks it too.
 
 Exit status: 0 = run completed (all waypoints reached) and the targets met, 1 = otherwise,
 2 = bad arguments or input.
@@ -143,6 +146,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="natural-feature localizer: auto = when available (default)",
     )  # fmt: skip
     parser.add_argument(
+        "--main-camera", choices=("on", "off"), default="on",
+        help="with the natural features, the front main camera as their second view while the nav "
+        "camera gives no pose (default on)",
+    )  # fmt: skip
+    parser.add_argument(
         "--rpe-delta", type=_bounded(0.0, 100.0, "m", lo_open=True), default=1.0, metavar="M",
         help="RPE segment length, m (default 1)",
     )  # fmt: skip
@@ -176,6 +184,7 @@ def vision_options(args: argparse.Namespace) -> Any:
         lens_covered=tuple(args.cover_lens),
         initial_pose_error=args.initial_pose_error,
         features=features,
+        main_camera=args.main_camera == "on",
         **kw,
     )
 
@@ -232,6 +241,9 @@ def evaluate_run(out: Path, summary: dict[str, Any], rpe_delta: float = 1.0) -> 
         "real_time_factor_cpu": summary.get("real_time_factor_cpu"),
         "frame_cost_ms": pipeline.get("frame_cost_ms"),
         "frames": pipeline.get("frames"),
+        "aux_frames": pipeline.get("aux_frames"),
+        "aux_frame_cost_ms": pipeline.get("aux_frame_cost_ms"),
+        "main_frames_rendered": vision.get("main_frames_rendered"),
         "outcomes": pipeline.get("outcomes"),
         "renderer": vision.get("renderer"),
         "perturbations": vision.get("options"),

@@ -10,9 +10,15 @@ Per control tick the runner calls :meth:`VisionInLoop.advance` instead of ``back
   is rendered from the TRUE robot pose (what the camera sees) in a separate render-only PyBullet
   client (``build_world`` with the chosen markers, EGL renderer), converted to gray and perturbed
   (lighting, blur, pixel noise, covered lens);
-- the frame is delivered ``latency_s`` later: only then is it processed
-  (:meth:`VisualLocalizer.add_nav_frame`), with its capture time as the measurement stamp, so the
-  ESKF inserts it in the past and replays the IMU since then.
+- with the natural features on, the front main camera is the feature map's second view
+  (``VisualLocalizer(aux_localizer=...)``, as in the ROS estimator node): at the same capture
+  times, and only when the pipeline asks for it (``needs_aux_frame``: no nav-camera pose yet, or
+  none for ``aux_after_s``), it is rendered directly at the 320x240 model the auxiliary localizer
+  uses (``camera_geometry.resized_camera``, ``AUX_SIZE``), perturbed the same way;
+- the frames are delivered ``latency_s`` later: only then are they processed
+  (:meth:`VisualLocalizer.add_nav_frame`, then :meth:`VisualLocalizer.add_aux_frame`, the order of
+  the ROS node at equal stamps), with their capture time as the measurement stamp, so the ESKF
+  inserts them in the past and replays the IMU since then.
 
 :meth:`VisionInLoop.supervise` gives the controller the pipeline's estimate, never the truth, and
 runs the loss-of-localization response (``guard_step``: initialising / nominal / braking / safe /
@@ -22,7 +28,7 @@ recovering). Ground truth reaches only the renderer, the IMU model and the logs 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -45,8 +51,9 @@ from intball_nav.estimation.visual_localizer import (
 from intball_nav.frames import Pose, quat_from_rotvec, quat_multiply
 from intball_nav.module import MarkerMap, ModuleGeometry, load_marker_map
 from intball_nav.robot import RobotParams
+from intball_nav.vision.camera_geometry import resized_camera
 from intball_nav.vision.markers import MarkerLocalizer
-from intball_sim.camera import Renderer, load_cameras
+from intball_sim.camera import CameraModel, Renderer, load_cameras
 from intball_sim.imu import Imu, load_imu_params
 from intball_sim.world import build_world
 
@@ -55,6 +62,9 @@ DEFAULT_CAMERA_HZ = 5.0
 shared 2-core machine; 5 Hz keeps the mission above 3x real time, see docs/localization.md)."""
 DEFAULT_LATENCY_S = 0.06
 """s, capture-to-delivery delay of a navigation frame (processing lag)."""
+AUX_SIZE = (320, 240)
+"""px, the main camera is rendered at this size for the auxiliary feature localizer (the scale of
+the map's nav-camera survey; the ROS estimator node resizes the published 640x480 images to it)."""
 PRIOR_SIGMA = (0.01, math.radians(0.5))
 """m, rad: confidence claimed by a prior given with ``initial_pose_error`` (deliberately tight:
 a wrong prior must be detected by the gate, not absorbed)."""
@@ -69,12 +79,14 @@ class VisionOptions:
     camera_noise_sigma : gray levels (0-255), white pixel noise added after lighting and blur
     blur_px : px, Gaussian blur sigma (0 = none)
     marker_ids : markers in the world (None = all, () = none)
-    lens_covered : (start, end) s intervals in which the camera sees black frames
+    lens_covered : (start, end) s intervals in which the cameras (nav and main) see black frames
     initial_pose_error : (m, deg) error of a prior given to the filter at t = 0 (None = no prior:
         the filter initialises from the first good visual pose)
     features : use the natural-feature localizer on the default map of ``intball_sim.mapping``
         (True: build the map if missing, ~3 min; None: when the map is already cached; False: no)
     stereo : render the right nav camera too (for a stereo / ICP source)
+    main_camera : with the natural features on, use the front main camera as their second view
+        (rendered only while the nav camera gives no pose; module docstring)
     max_init_s : s of sim time to wait for the first visual fix before giving up
     max_losses_per_waypoint : after this many losses of localization on the way to one waypoint the
         runner gives that waypoint up (a marker blind spot would otherwise stop the mission forever)
@@ -93,6 +105,7 @@ class VisionOptions:
     initial_pose_error: tuple[float, float] | None = None
     features: bool | None = False
     stereo: bool = False
+    main_camera: bool = True
     max_init_s: float = 20.0
     max_losses_per_waypoint: int = 2
     guard: GuardParams = field(default_factory=GuardParams)
@@ -179,6 +192,13 @@ def _feature_localizer(camera: Any, build_if_missing: bool) -> Any:
     return FeatureLocalizer(fmap, camera)
 
 
+def aux_render_model(main: CameraModel) -> CameraModel:
+    """The main camera rendered at ``AUX_SIZE`` (``camera_geometry.resized_camera``: the model
+    of its 640x480 images resized), with its clipping planes; the auxiliary localizer's model."""
+    small = resized_camera(main, *AUX_SIZE)
+    return replace(main, width=small.width, height=small.height, K=small.K)
+
+
 def _icp_localizer(camera: Any) -> Any:
     """``IcpLocalizer`` on the module model with the stereo preset, or None without that code."""
     try:
@@ -233,17 +253,26 @@ class VisionInLoop:
         if localizer_params is None:
             localizer_params = VisualLocalizerParams(eskf=EskfParams.from_imu(imu_params))
         icp = _icp_localizer(self.cam_left) if self.options.stereo else None
+        self.cam_aux: CameraModel | None = None
+        aux = None
+        if features is not None and self.options.main_camera:
+            self.cam_aux = aux_render_model(cams["main"])
+            aux = features.for_camera(self.cam_aux)
         self.localizer = VisualLocalizer(
-            localizer_params, MarkerLocalizer(marker_map, self.cam_left), features, icp
+            localizer_params, MarkerLocalizer(marker_map, self.cam_left), features, icp, aux
         )
         self._rng = np.random.default_rng(seed + 3_000_017)
-        self._pending: list[tuple[float, float, np.ndarray, np.ndarray | None]] = []
+        # its own noise stream: rendering the main camera (or not) leaves the nav frames' noise as it was
+        self._aux_rng = np.random.default_rng(seed + 5_000_011)
+        # (delivery time s, capture stamp s, left, right or None, main camera or None)
+        self._pending: list[tuple[float, float, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         self._next_frame_t = 0.0
         self._frame_dt = 1.0 / self.options.camera_hz
         self.guard = GuardState()
         self.health = HealthStatus()
         self.estimate: RigidBodyState | None = None
         self.n_rendered = 0
+        self.n_aux_rendered = 0
         self.health_log: list[tuple[float, str]] = []  # (t, level) at every change of level
         self.prior: dict[str, Any] | None = None
         if self.options.initial_pose_error is not None and start is not None:
@@ -276,24 +305,33 @@ class VisionInLoop:
                 while self._next_frame_t <= t + 1e-9:
                     self._next_frame_t += self._frame_dt
             while self._pending and self._pending[0][0] <= t + 1e-9:
-                _, stamp, left, right = self._pending.pop(0)
+                _, stamp, left, right, main = self._pending.pop(0)
                 self.localizer.add_nav_frame(stamp, left, right)
+                if main is not None:  # returns at once if the nav frame of this stamp gave a pose
+                    self.localizer.add_aux_frame(stamp, main)
 
     def _capture(self, t: float, truth: RigidBodyState) -> None:
         T_kibo_base = Pose(truth.position, truth.quat)
         covered = any(a <= t < b for a, b in self.options.lens_covered)
-        left = self._render(self.cam_left, T_kibo_base, covered)
-        right = self._render(self.cam_right, T_kibo_base, covered) if self.options.stereo else None
-        self._pending.append((t + self.options.latency_s, t, left, right))
+        left = self._render(self.cam_left, T_kibo_base, covered, self._rng)
+        right = self._render(self.cam_right, T_kibo_base, covered, self._rng) if self.options.stereo else None
+        main = None
+        # decided at capture from the pipeline's state (never from the truth), to skip a ~20 ms render;
+        # frames processed before delivery can only add nav fixes, so no frame the pipeline would
+        # use at delivery is skipped
+        if self.cam_aux is not None and self.localizer.needs_aux_frame(t):
+            main = self._render(self.cam_aux, T_kibo_base, covered, self._aux_rng)
+            self.n_aux_rendered += 1
+        self._pending.append((t + self.options.latency_s, t, left, right, main))
         self.n_rendered += 1
 
-    def _render(self, cam: Any, T_kibo_base: Pose, covered: bool) -> np.ndarray:
+    def _render(self, cam: Any, T_kibo_base: Pose, covered: bool, rng: np.random.Generator) -> np.ndarray:
         if covered:
             gray = np.zeros((cam.height, cam.width), np.uint8)
         else:
             rgb, _ = self.renderer.render(cam, T_kibo_base.compose(cam.T_base_cam))
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        return perturb_image(gray, self.options, self._rng, covered)
+        return perturb_image(gray, self.options, rng, covered)
 
     def supervise(self, t: float) -> tuple[RigidBodyState | None, np.ndarray | None, str | None]:
         """Estimate at t and the loss response: (estimate (None before the first fix), fan command
@@ -333,6 +371,7 @@ class VisionInLoop:
         return {
             "renderer": self.renderer.kind,
             "frames_rendered": self.n_rendered,
+            "main_frames_rendered": self.n_aux_rendered,
             "options": self.options.as_dict(),
             "prior": self.prior,
             "pipeline": self.localizer.stats(),
