@@ -38,25 +38,46 @@ def _wait_line(proc: subprocess.Popen, needle: str, timeout: float) -> str:
     raise AssertionError(f"no {needle!r} from the child; it printed:\n{''.join(seen)}")
 
 
-@pytest.mark.ros
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_node_stops_on_a_signal_with_exit_code_0_and_no_traceback(sig):
+def _start_node(module: str) -> subprocess.Popen:
+    """A node process started the way the launcher starts it (through intball_ros.boot)."""
     ensure_domain_id()
     env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "intball_ros.nodes.control_node", "--ros-args", "-r", "__node:=probe"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "intball_ros.boot", module, "--ros-args", "-r", "__node:=probe"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
         start_new_session=True,
     )
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_node_stops_on_a_signal_with_exit_code_0_and_no_traceback(sig):
+    proc = _start_node("control_node")
     try:
         before = _wait_line(proc, "control at", 60.0)  # spinning
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=20.0)
         assert proc.returncode == 0, before + rest
         assert "Traceback" not in before + rest and "KeyboardInterrupt" not in rest, before + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.ros
+def test_a_ctrl_c_while_the_node_is_still_importing_ends_it_quietly():
+    proc = _start_node("control_node")
+    try:
+        time.sleep(0.3)  # the imports (rclpy, scipy, ...) take seconds
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60.0)
+        assert proc.returncode == 0, out
+        assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+        assert "control at" not in out  # it never started spinning
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -314,7 +314,8 @@ def run_processes(specs: list[NodeSpec]) -> int:
     stop = _Stop()
     procs: dict[str, subprocess.Popen] = {}
     for spec in specs:
-        cmd = [sys.executable, "-m", f"intball_ros.nodes.{spec.module}", *params_cli_args(spec.params)]
+        # through intball_ros.boot: a Ctrl-C during the node's imports ends it quietly too
+        cmd = [sys.executable, "-m", "intball_ros.boot", spec.module, *params_cli_args(spec.params)]
         cmd += ["-r", f"__node:={spec.name}"]
         procs[spec.name] = subprocess.Popen(
             cmd,

@@ -18,6 +18,8 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from intball_ros import stop_flag
+
 
 class NodeFinished(Exception):
     """Raised from a callback to end a node's process with exit code ``code`` (e.g. tour done)."""
@@ -29,20 +31,20 @@ class NodeFinished(Exception):
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT and SIGTERM set the yielded event (instead of raising) until the block ends.
+    """SIGINT and SIGTERM set the process's stop flag (``stop_flag.STOP``, yielded) instead of
+    raising, until the block ends. A signal that came earlier (``intball_ros.boot`` installs the
+    flag before the node's imports) is kept: the spin loop then returns at once.
 
     rclpy's own handlers are not used (``rclpy.init(signal_handler_options=NO)``): with them a
     SIGINT raises KeyboardInterrupt at an arbitrary point of the executor's Python code while a
     C++ thread shuts the context down, a race that once left a node hung in its shutdown until
     SIGKILL. Here the flag is read between callbacks and the one main thread shuts down in order.
     """
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = stop_flag.install()
     try:
-        yield stop
+        yield stop_flag.STOP
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop_flag.restore(previous)
 
 
 def spin_until(executor: Executor, stop: threading.Event, poll_s: float = 0.1) -> None:
@@ -65,9 +67,10 @@ def run(make_node: Callable[[], Node]) -> None:
         node = None
         executor = SingleThreadedExecutor()
         try:
-            node = make_node()
-            executor.add_node(node)
-            spin_until(executor, stop)
+            if not stop.is_set():  # a Ctrl-C during the imports: do not even start
+                node = make_node()
+                executor.add_node(node)
+                spin_until(executor, stop)
         except ExternalShutdownException:
             pass
         except NodeFinished as done:

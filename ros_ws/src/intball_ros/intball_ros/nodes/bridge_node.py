@@ -19,7 +19,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from intball_ros import names
+from intball_ros import names, stop_flag
 from intball_ros.ros_robot import RosRobot
 from intball_teleop import commands as C
 from intball_teleop.server.main import UiOptions, serve
@@ -56,6 +56,8 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if stop_flag.STOP.is_set():  # a signal during start-up (intball_ros.boot caught it)
+            stop.set()
         await serve(robot, node.opts, stop, lambda line: print(line, flush=True))
 
     code = 0
