@@ -49,6 +49,22 @@ def start_console(graph: Graph) -> tuple[str, str]:
     return m.group(1), token
 
 
+@contextlib.contextmanager
+def console_graph(tmp_path, *flags: str):
+    """`intball up FLAGS --ui --ui-port 0` on its own ROS domain: yields (graph, console URL,
+    operator token). When the block ends normally the graph must stop cleanly on Ctrl-C (exit 0,
+    no unclean exit of a node, no traceback: the bridge once aborted, a node once hung)."""
+    graph = Graph([*flags, "--ui", "--ui-port", "0"], tmp_path / "up.log", domain_id=isolated_domain_id())
+    try:
+        url, token = start_console(graph)
+        yield graph, url, token
+        assert graph.interrupt(40) == 0
+        out = graph.output()
+        assert "unclean exit" not in out and "Traceback" not in out, out[-3000:]
+    finally:
+        graph.stop()
+
+
 @contextlib.asynccontextmanager
 async def operator(url: str, token: str):
     """An HTTP session logged in with the token and holding control."""
@@ -89,15 +105,7 @@ async def wait_state(http, url, cid, states, timeout):
 
 
 def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
-    graph = Graph(
-        ["--no-cameras", "--ui", "--ui-port", "0", "--link-profile", "iss-nominal"],
-        tmp_path / "up.log",
-        domain_id=isolated_domain_id(),
-    )
-    try:
-        m = graph.wait_output(r"\[intball_bridge\] ground station: (http://127\.0\.0\.1:\d+)/ ", 60)
-        url = m.group(1)
-        token = graph.wait_output(r"one-run operator token \(log in with it\): (\S+)", 10).group(1)
+    with console_graph(tmp_path, "--no-cameras", "--link-profile", "iss-nominal") as (graph, url, token):
         assert "ground station: http://127.0.0.1:<free port>/" in graph.output()  # the launcher banner
 
         async def body():
@@ -179,10 +187,6 @@ def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
                 assert "emergency stop" in cmd["reason"]
 
         asyncio.run(body())
-        assert graph.interrupt(40) == 0
-        assert "unclean exit" not in graph.output(), graph.output()[-3000:]  # the bridge once aborted
-    finally:
-        graph.stop()
 
 
 # -- a loss of signal in the middle of a route -------------------------------------------------
@@ -199,13 +203,11 @@ def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_p
     in the first telemetry after AOS); once contact is steady again the route flies on toward
     waypoint 1 (never back to waypoint 0), reaches it, then the last one, and the one route
     command completes, executed once."""
-    graph = Graph(
-        ["--no-cameras", "--rate", "2", "--ui", "--ui-port", "0", "--link-profile", "iss-nominal"],
-        tmp_path / "up.log",
-        domain_id=isolated_domain_id(),
-    )
-    try:
-        url, token = start_console(graph)
+    with console_graph(tmp_path, "--no-cameras", "--rate", "2", "--link-profile", "iss-nominal") as (
+        graph,
+        url,
+        token,
+    ):
 
         async def body():
             async with operator(url, token) as http:
@@ -298,10 +300,6 @@ def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_p
                 print(f"LOS hold at {[round(v, 2) for v in held_at]} m; route indices {sorted(set(indices))}")
 
         asyncio.run(body())
-        assert graph.interrupt(40) == 0
-        assert "unclean exit" not in graph.output(), graph.output()[-3000:]
-    finally:
-        graph.stop()
 
 
 # -- a long loss of signal: the robot goes home and docks on its own ------------------------------
@@ -313,26 +311,8 @@ def test_long_los_returns_to_dock_and_stays_there_until_resume(tmp_path):
     robot holds, then drops everything and flies to the dock on its own; it docks (navigation
     mode ``docked``), the ground sees the return-to-dock alert after AOS, and a goal sent then is
     refused onboard while the return to dock is latched (until ``resume``)."""
-    graph = Graph(
-        [
-            "--no-cameras",
-            "--rate",
-            "2",
-            "--ui",
-            "--ui-port",
-            "0",
-            "--link-profile",
-            "iss-nominal",
-            "--station-keep-after-s",
-            "3",
-            "--return-to-dock-after-s",
-            "8",
-        ],  # fmt: skip
-        tmp_path / "up.log",
-        domain_id=isolated_domain_id(),
-    )
-    try:
-        url, token = start_console(graph)
+    flags = ["--no-cameras", "--rate", "2", "--station-keep-after-s", "3", "--return-to-dock-after-s", "8"]
+    with console_graph(tmp_path, *flags) as (graph, url, token):
 
         async def body():
             async with operator(url, token) as http:
@@ -356,10 +336,6 @@ def test_long_los_returns_to_dock_and_stays_there_until_resume(tmp_path):
                 assert cmd["state"] in ("rejected", "failed") and "dock" in cmd["reason"], cmd
 
         asyncio.run(body())
-        assert graph.interrupt(40) == 0
-        assert "unclean exit" not in graph.output(), graph.output()[-3000:]
-    finally:
-        graph.stop()
 
 
 # -- a snapshot downlinked as a file -------------------------------------------------------------
@@ -376,13 +352,8 @@ def test_snapshot_camera_task_comes_down_as_a_jpeg_file(tmp_path):
     from intball_teleop.files import MAX_FILE_BYTES, jpeg_capped
 
     data_dir = tmp_path / "data"
-    graph = Graph(
-        ["--localization", "truth-noise", "--data-dir", str(data_dir), "--ui", "--ui-port", "0"],
-        tmp_path / "up.log",
-        domain_id=isolated_domain_id(),
-    )
-    try:
-        url, token = start_console(graph)
+    flags = ["--localization", "truth-noise", "--data-dir", str(data_dir)]
+    with console_graph(tmp_path, *flags) as (graph, url, token):
 
         async def body():
             async with operator(url, token) as http:
@@ -423,7 +394,3 @@ def test_snapshot_camera_task_comes_down_as_a_jpeg_file(tmp_path):
             f"snapshot {png.shape[1]}x{png.shape[0]} px -> {len(data)} B JPEG in {f['chunks']} chunks, "
             f"PSNR {psnr:.1f} dB, resends {f['resends']}"
         )
-        assert graph.interrupt(40) == 0
-        assert "unclean exit" not in graph.output(), graph.output()[-3000:]
-    finally:
-        graph.stop()
