@@ -105,7 +105,11 @@ async def wait_state(http, url, cid, states, timeout):
 
 
 def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
-    with console_graph(tmp_path, "--no-cameras", "--link-profile", "iss-nominal") as (graph, url, token):
+    with console_graph(tmp_path, "--no-cameras", "--rate", "2", "--link-profile", "iss-nominal") as (
+        graph,
+        url,
+        token,
+    ):
         assert "ground station: http://127.0.0.1:<free port>/" in graph.output()  # the launcher banner
 
         async def body():
