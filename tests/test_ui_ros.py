@@ -30,6 +30,7 @@ GOAL = [5.3, 0.25, 0.1]
 ROUTE = [[5.7, 0.0, 0.1], [5.2, -0.3, 0.0]]
 ZONE = {"name": "cargo_1", "min": [7.0, -0.5, -0.5], "max": [7.6, 0.5, 0.5]}
 FINAL = ("completed", "failed", "rejected", "expired")
+ONE_PASS = ["queued", "sent", "received", "executing", "completed"]  # ack states, executed once
 
 
 async def telemetry(http, url):
@@ -123,15 +124,9 @@ def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
                 )
                 assert r.status == 202
                 cid = (await r.json())["command"]["id"]
-                cmd = await wait_state(http, url, cid, ("completed", "failed", "rejected", "expired"), 90)
+                cmd = await wait_state(http, url, cid, FINAL, 90)
                 assert cmd["state"] == "completed", (cmd, graph.output()[-3000:])
-                assert [h["state"] for h in cmd["history"]] == [
-                    "queued",
-                    "sent",
-                    "received",
-                    "executing",
-                    "completed",
-                ]
+                assert [h["state"] for h in cmd["history"]] == ONE_PASS
                 est = (await (await http.get(f"{url}/api/state")).json())["telemetry"]["estimate"]
                 assert est["pose"]["position"] == pytest.approx(GOAL, abs=0.03)
 
@@ -281,13 +276,7 @@ def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_p
                 assert cmd["state"] == "completed", (cmd, graph.output()[-3000:])
                 assert cmd["reason"] == "route complete: 3 waypoints"
                 # executed once: one pass through the onboard states, no re-send needed
-                assert [h["state"] for h in cmd["history"]] == [
-                    "queued",
-                    "sent",
-                    "received",
-                    "executing",
-                    "completed",
-                ], cmd["history"]
+                assert [h["state"] for h in cmd["history"]] == ONE_PASS, cmd["history"]
                 assert resumed, "the route never showed as flying again after the hold"
                 assert indices and min(indices) == 1 and indices == sorted(indices), indices
                 assert 2 in indices, f"never flew to the last waypoint: {indices}"

@@ -1,7 +1,7 @@
 """``intball up``: our own launcher (there is no ros2 launch in the PyPI wheels).
 
 Starts the graph (simulator, estimator, controller, navigation, optionally a tour driver) either as one
-process per node (default: ``python -m intball_ros.nodes.<node> --ros-args -p ...``, output
+process per node (default: ``python -m intball_ros.boot <node> --ros-args -p ...``, output
 prefixed with the node name) or composed in this process on one SingleThreadedExecutor
 (``--composed``; under the GIL a MultiThreadedExecutor only adds contention: it delivered
 about 1.4x fewer messages in our measurements).
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from intball_ros import names
+from intball_ros import names, stop_flag
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEMO_TOUR = REPO_ROOT / "examples" / "tour.yaml"
@@ -297,21 +297,9 @@ def _signal(p: subprocess.Popen, sig: int) -> None:
         pass
 
 
-class _Stop:
-    """Signal flag set by SIGINT/SIGTERM in the launcher process."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        signal.signal(signal.SIGINT, self._set)
-        signal.signal(signal.SIGTERM, self._set)
-
-    def _set(self, signum, frame) -> None:
-        self.event.set()
-
-
 def run_processes(specs: list[NodeSpec]) -> int:
     env = child_environment()
-    stop = _Stop()
+    stop_flag.install()  # the launcher's own Ctrl-C / SIGTERM, forwarded by stop_processes
     procs: dict[str, subprocess.Popen] = {}
     for spec in specs:
         # through intball_ros.boot: a Ctrl-C during the node's imports ends it quietly too
@@ -332,7 +320,7 @@ def run_processes(specs: list[NodeSpec]) -> int:
     print("intball up: pids " + ", ".join(f"{n}={p.pid}" for n, p in procs.items()), flush=True)
     finite = {s.name for s in specs if s.finite}
     code = 0
-    while not stop.event.wait(0.1):
+    while not stop_flag.STOP.wait(0.1):
         ended = [(n, p.returncode) for n, p in procs.items() if p.poll() is not None]
         if not ended:
             continue

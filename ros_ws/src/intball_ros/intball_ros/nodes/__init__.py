@@ -1,6 +1,6 @@
 """Thin ROS 2 nodes: each wires topics, timers and parameters around an intball_nav/intball_sim core.
 
-Every node module has a ``main()`` (``python -m intball_ros.nodes.<name> --ros-args ...``) and
+Every node module has a ``main()`` (started as ``python -m intball_ros.boot <name> --ros-args ...``) and
 a node class that the launcher can also instantiate in one process (``intball up --composed``).
 """
 
