@@ -36,8 +36,10 @@ Localization (``FeatureLocalizer.localize``):
 - **Tracking** (a prior pose is given): map points that face the predicted camera, lie in its
   image and were seen at a comparable distance are projected; each is matched to the query
   keypoints within ``track_radius_px`` (Hamming distance and ratio test, one-to-one), the pose
-  is solved (PnP RANSAC, Levenberg-Marquardt), and guided passes with ``refine_radius_px``
-  around the refined projection give the final correspondence set. The visibility tests run once
+  is solved (PnP RANSAC, then Gauss-Newton on the octave-weighted reprojection error with a
+  Huber loss), and guided passes with ``refine_radius_px`` around the refined projection give the
+  final correspondence set; tight passes continue (at most ``extra_refine_passes`` more) while a
+  pass still moves the pose by more than ``converged_m`` / ``converged_rad``. The visibility tests run once
   per frame over the whole map (``_pool``: a superset valid within 10 cm / 5 deg of the prior);
   the passes test only that pool, with a k-d tree of the keypoints built once.
 - **Relocalization** (no prior, or tracking failed): every query descriptor is matched to all map
@@ -79,7 +81,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from intball_nav.frames import Pose, quat_angle, rotmat_from_quat
+from intball_nav.frames import Pose, quat_angle, quat_from_rotvec, quat_multiply, rotmat_from_quat
 from intball_nav.vision.camera_geometry import (
     pose_covariance_to_child,
     pose_from_rvec_tvec,
@@ -169,6 +171,11 @@ class FeatureLocalizerParams:
         planar; if the other planar (IPPE) solution fits within ``planar_alt_factor`` of the RMS
         (+ 0.2 px) the pose is ambiguous: refused without a prior, kept with a prior only when the
         prior is clearly closer to it than to the other solution.
+    robust_k : Huber threshold of the pose refinement, in units of a keypoint's octave scale
+        (``_gauss_newton``).
+    extra_refine_passes, converged_m, converged_rad : tight passes added after ``refine_passes``
+        while the last one moved the pose by more than converged_m (m) or its optical axis by more
+        than converged_rad (rad): a first pass off the optimum is pulled back a few cm per pass.
     fallback_reloc : relocalize when tracking with a prior fails.
     """
 
@@ -201,6 +208,10 @@ class FeatureLocalizerParams:
     min_depth: float = 0.05
     planar_ratio: float = 0.1
     planar_alt_factor: float = 1.5
+    robust_k: float = 2.0
+    extra_refine_passes: int = 4
+    converged_m: float = 0.005
+    converged_rad: float = 0.005
     fallback_reloc: bool = True
 
     def __post_init__(self) -> None:
@@ -215,10 +226,15 @@ class FeatureLocalizerParams:
             "max_rms_px",
             "max_position_std",
             "min_depth",
+            "robust_k",
+            "converged_m",
+            "converged_rad",
         )
         for name in positive:
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"FeatureLocalizerParams.{name}={getattr(self, name)!r} must be > 0")
+        if self.refine_passes < 0 or self.extra_refine_passes < 0:
+            raise ValueError("FeatureLocalizerParams.refine_passes and extra_refine_passes must be >= 0")
         if self.min_inliers < 6:
             raise ValueError(f"FeatureLocalizerParams.min_inliers={self.min_inliers} must be >= 6")
         if not 0.0 <= self.min_inlier_ratio <= 1.0 or not 0.0 <= self.min_spread <= 1.0:
@@ -910,6 +926,30 @@ def _cells(points: np.ndarray, near: np.ndarray, far: np.ndarray) -> _Cells:
     return _Cells(of, centre, radius * (1.0 + 1e-9) + 1e-9, lo, hi)  # radius: rounding slack
 
 
+def _gauss_newton(
+    K: np.ndarray, T: Pose, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, k: float, iters: int = 10
+) -> Pose:
+    """T_kibo_cam minimising sum rho(|img - proj(obj)| / sig) with Huber's rho at ``k`` (units of
+    sig): the keypoint noise model of the covariance (std ``sig`` px per point, by octave) instead
+    of OpenCV's unweighted LM, and a bounded pull of any one match, so a few wrong matches cannot
+    drag a weakly constrained pose along its weak direction. obj (n,3) m kibo frame, img (n,2) px,
+    sig (n,) px; Gauss-Newton with iteratively re-weighted points from T (already close)."""
+    for _ in range(iters):
+        uv, J, _ = project_with_jacobian(K, T, obj)
+        r = img - uv
+        e = np.linalg.norm(r, axis=1) / sig
+        w = np.where(e <= k, 1.0, k / np.maximum(e, 1e-12)) / sig**2
+        wr = np.repeat(w, 2)
+        try:
+            delta = np.linalg.solve(J.T @ (J * wr[:, None]), J.T @ (wr * r.ravel()))
+        except np.linalg.LinAlgError:
+            return T
+        T = Pose(T.position + delta[:3], quat_multiply(T.quat, quat_from_rotvec(delta[3:])))
+        if np.linalg.norm(delta[:3]) < 1e-5 and np.linalg.norm(delta[3:]) < 1e-5:  # 10 um, 2 arcsec
+            break
+    return T
+
+
 @dataclass(frozen=True)
 class LocalizationStats:
     """Diagnostics of the last ``localize`` call (``FeatureLocalizer.last``).
@@ -1185,7 +1225,7 @@ class FeatureLocalizer:
         self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, T0: Pose | None, iters: int
     ) -> tuple[Pose, np.ndarray] | None:
         """PnP RANSAC (SQPnP; skipped when ``iters`` is 0: start from T0 with the matches that fit it
-        within ``ransac_reproj_px``) + LM refinement on inliers; returns (T_kibo_cam, inlier mask)."""
+        within ``ransac_reproj_px``) + ``_refine`` on inliers; returns (T_kibo_cam, inlier mask)."""
         p = self.params
         if len(obj) < 6:
             return None
@@ -1226,16 +1266,18 @@ class FeatureLocalizer:
     def _refine(
         self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, mask: np.ndarray, rvec, tvec
     ) -> tuple[Pose, np.ndarray]:
+        """Robust weighted least squares on the inliers (``_gauss_newton``), then the inlier test
+        at 2.5 sigma, repeated until the inlier set is stable (at most 3 times)."""
         p = self.params
+        T = pose_from_rvec_tvec(rvec, tvec)
         for _ in range(3):
-            rvec, tvec = cv2.solvePnPRefineLM(obj[mask], img[mask], self.K, None, rvec, tvec)
-            uv, z = self._project(rvec, tvec, obj)
-            e = np.linalg.norm(uv - img, axis=1)
-            new = (e < 2.5 * sig) & (z > p.min_depth)
+            T = _gauss_newton(self.K, T, obj[mask], img[mask], sig[mask], p.robust_k)
+            uv, _, z = project_with_jacobian(self.K, T, obj)
+            new = (np.linalg.norm(uv - img, axis=1) < 2.5 * sig) & (z > p.min_depth)
             if np.array_equal(new, mask) or new.sum() < 6:
                 break
             mask = new
-        return pose_from_rvec_tvec(rvec, tvec), mask
+        return T, mask
 
     def _guided(self, feats: _Frame, T_kibo_cam: Pose, radius: float) -> _Solution | None:
         """Guided matching around a predicted pose, solve, then the tight passes; a tight pass after
@@ -1244,9 +1286,9 @@ class FeatureLocalizer:
         p = self.params
         T = T_kibo_cam
         pool = self._pool(T, max(radius, p.refine_radius_px))
-        passes = ((radius, p.track_ransac_iters),) + ((p.refine_radius_px, 0),) * p.refine_passes
+        passes = [(radius, p.track_ransac_iters)] + [(p.refine_radius_px, 0)] * p.refine_passes
         window: _Window | None = None
-        for i, (r, iters) in enumerate(passes):
+        for i, (r, iters) in enumerate(passes):  # grows while the tight passes have not converged
             again = self._rematch(feats, window, T, r) if window is not None and not iters else None
             if again is not None:
                 pid, kj, uv = again
@@ -1267,7 +1309,13 @@ class FeatureLocalizer:
             res = self._solve(self.map.points[pid], feats.uv[kj], sig, T, iters)
             if res is None:
                 return None
-            T, mask = res
+            T_before, (T, mask) = T, res
+            last = i + 1 == len(passes)
+            if last and not iters and len(passes) < 1 + p.refine_passes + p.extra_refine_passes:
+                # a first pass that landed off the optimum (a few chance matches) is pulled back by
+                # each tight pass: keep going while a pass still moves the pose
+                if not _close(T, T_before, p.converged_m, p.converged_rad):
+                    passes.append((p.refine_radius_px, 0))
         # map points predicted in the image by the last pass (at its prior pose; at most max_candidates)
         in_image = (
             (uv[:, 0] >= 0) & (uv[:, 0] <= self.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= self.height - 1)
