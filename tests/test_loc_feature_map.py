@@ -354,16 +354,19 @@ def test_tracking_accuracy_on_rendered_frames(feature_map, scene):
     )
     assert far_ok >= 0.9 * far_total
     # Per-frame errors have a tail (rendering varies run to run; over nine runs the p95 of ~34
-    # frames was 16-31 mm), and a known defect (docs/localization.md): without the IMU and the
-    # filter's gate, tracking returns a 5-9 cm pose on some frames. Its rate depends on the map
-    # build (EGL is not bit-repeatable): 0.3 % with one cached map, 2 of 35 frames with a map
-    # freshly built in CI. Bound the bulk, the tail and the outliers separately.
-    assert np.median(pos_err) < 0.012
+    # frames was 16-31 mm before the octave-weighted refinement, 18-19 mm after), and a known limit
+    # (docs/localization.md, "Tracking outliers without the filter"): without the IMU and the
+    # filter's gate, a few close views return a pose 10-25 cm off, 1-5 of ~750 random frames,
+    # which ones varying with the rendering. On these frames: frame 2 (0.49 m median depth) came
+    # out 16 and 35 cm off in two full-suite runs with the old refinement; with the new one, 60
+    # pixel-noise perturbations of each frame gave one pose beyond 10 cm (frame 3, 11 cm). So the
+    # bulk and the tail are bounded, and of the gross errors at most one frame is allowed.
+    assert np.median(pos_err) < 0.009
     assert np.mean(pos_err < 0.03) >= 0.9
-    assert np.mean(pos_err > OK_POS) <= 0.1 and pos_err.max() < 0.10
+    assert np.mean(pos_err > OK_POS) <= 0.1 and np.sum(pos_err > 0.10) <= 1
     assert np.median(ang_err) < 0.5
     assert np.mean(ang_err < 1.0) >= 0.9
-    assert np.mean(ang_err > OK_DEG) <= 0.1 and ang_err.max() < 5.0
+    assert np.mean(ang_err > OK_DEG) <= 0.1 and np.sum(ang_err > 5.0) <= 1
 
 
 @pytest.mark.slow
