@@ -371,10 +371,32 @@ def test_keep_out_entries_are_counted_from_truth():
         s.gnc = s._plan(Pose(through, s.estimate.quat), "nominal")  # bypasses the path check on purpose
         s.handle({"op": "wait", "args": {"seconds": 40.0}})
         m = s.measures()
-        assert [e["zone"] for e in m["keepout_events"]] == ["zone_1"]
+        assert [e["zone"] for e in m["keepout_events"]] == ["zone_1"] and m["keepout_events_count"] == 1
         assert score(sc, m, "ok")["terms"]["keep_out"] == -10
     finally:
         s.close()
+
+
+def test_listed_events_are_capped_but_all_are_scored():
+    """A run lists at most ``MAX_LISTED_EVENTS`` collision episodes and keep-out entries (a
+    behavior bouncing on a wall could log thousands); the counts carry the rest and the score uses
+    them. Results written before the cap (lists only) score as before."""
+    from intball_compete.session import MAX_LISTED_EVENTS
+
+    sc = make_scenario("kibo-targets-v1", 1)
+    listed = [{"t": float(i)} for i in range(MAX_LISTED_EVENTS)]
+    capped = _measures(
+        collisions=listed,
+        collisions_count=3 * MAX_LISTED_EVENTS,
+        keepout_events=[{**e, "zone": "zone_1"} for e in listed],
+        keepout_events_count=2 * MAX_LISTED_EVENTS,
+    )
+    terms = score(sc, capped, "ok")["terms"]
+    assert terms["collisions"] == -5 * 3 * MAX_LISTED_EVENTS
+    assert terms["keep_out"] == -10 * 2 * MAX_LISTED_EVENTS
+    old = _measures(collisions=listed[:3], keepout_events=[{"t": 1.0, "zone": "zone_1"}])
+    assert score(sc, old, "ok")["terms"]["collisions"] == -15
+    assert score(sc, old, "ok")["terms"]["keep_out"] == -10
 
 
 def _main_image(seed: int) -> np.ndarray:

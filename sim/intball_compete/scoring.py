@@ -53,6 +53,14 @@ RULE = "score-v2"
 """The current rule (what ``kibo-targets-v2``, the default mission, uses)."""
 
 
+def _count(measures: dict[str, Any], key: str) -> int:
+    """Number of ``key`` events (collision episodes, keep-out entries): the ``<key>_count`` total
+    when the run listed only the first ``MAX_LISTED_EVENTS`` of them, else the list's length
+    (results written before the cap)."""
+    total = measures.get(f"{key}_count")
+    return int(total) if total is not None else len(measures.get(key, []))
+
+
 def _ramp(x: float, full: float, zero: float) -> float:
     """1 up to ``full``, 0 from ``zero``, linear between."""
     return min(1.0, max(0.0, (zero - x) / (zero - full)))
@@ -118,8 +126,8 @@ def score(scenario: Scenario, measures: dict[str, Any], status: str) -> dict[str
         "targets": TARGET_POINTS * correct + WRONG_REPORT * wrong,
         "pointing": pointing,
         "time": time_pts,
-        "collisions": COLLISION * len(measures.get("collisions", [])),
-        "keep_out": KEEP_OUT * len(measures.get("keepout_events", [])),
+        "collisions": COLLISION * _count(measures, "collisions"),
+        "keep_out": KEEP_OUT * _count(measures, "keepout_events"),
         "energy": ENERGY_PER_NS * float(measures.get("energy_ns", 0.0)),
     }
     if with_snapshots:

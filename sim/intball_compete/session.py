@@ -59,6 +59,9 @@ is all a rule scores), ``snapshot_count`` the number taken. Bounds the result JS
 row (a loop-style behavior could otherwise log one per step, ~3000 per run, ~600 KB). "Best" is
 ``scoring.snapshot_quality`` (score-v2): a rule that judged snapshots differently would need its
 own best kept here."""
+MAX_LISTED_EVENTS = 100
+"""Collision episodes and keep-out entries listed per run: the first this many. All are counted
+(``collisions_count``, ``keepout_events_count``) and scored; bounds the result JSON."""
 IMAGE_BURST = 10
 """Rendered images (``main_image``, ``nav_image``, ``snapshot``) a behavior may request at once."""
 IMAGE_PERIOD_S = 2.0
@@ -232,6 +235,7 @@ class MissionSession:
         self.images_rendered = 0
         self.images_refused = 0
         self.keepout_events: list[dict[str, Any]] = []
+        self.keepout_count = 0
         self._in_zone: set[str] = set()
         self.trajectory: list[list[float]] = []
         self.requests = 0
@@ -292,7 +296,9 @@ class MissionSession:
         px, py, pz = self.truth.position.tolist()
         inside = {name for name, lo, hi in self._zones if _sphere_in_box(px, py, pz, self._r2, lo, hi)}
         for name in sorted(inside - self._in_zone):
-            self.keepout_events.append({"t": round(self.t, 3), "zone": name})
+            self.keepout_count += 1
+            if len(self.keepout_events) < MAX_LISTED_EVENTS:
+                self.keepout_events.append({"t": round(self.t, 3), "zone": name})
         self._in_zone = inside
         self._log()
         if self.t >= self.scenario.time_limit_s - 1e-9:
@@ -723,8 +729,10 @@ class MissionSession:
             "snapshot_count": self.snapshot_count,
             "images_rendered": self.images_rendered,
             "images_refused": self.images_refused,
-            "collisions": [{"t": round(e.t - t0, 3), "body": e.name} for e in collisions],
+            "collisions": [{"t": round(e.t - t0, 3), "body": e.name} for e in collisions[:MAX_LISTED_EVENTS]],
+            "collisions_count": len(collisions),
             "keepout_events": self.keepout_events,
+            "keepout_events_count": self.keepout_count,
             "energy_ns": round(self.energy_ns, 6),
             "requests": self.requests,
             "trajectory_columns": ["t", "x", "y", "z", "qx", "qy", "qz", "qw", "est_x", "est_y", "est_z"],
