@@ -446,16 +446,38 @@ def keep_out_zones_msg(zones, fixed: set[str], t: float):
     return msg
 
 
+def zones_from_keep_out_zones(msg) -> list[dict]:
+    """The zones of a KeepOutZones message as the ground station's ``keep_out`` telemetry: one
+    ``{"name", "min", "max", "fixed"}`` dict per zone (min, max : 3 floats, m, kibo frame).
+
+    Not validated here: the ground station's ``Workspace.with_zones`` checks every zone."""
+    return [
+        {"name": z.name, "min": _vec3(z.min).tolist(), "max": _vec3(z.max).tolist(), "fixed": bool(z.fixed)}
+        for z in msg.zones
+    ]
+
+
+def keep_out_from_box(box):
+    """intball_interfaces/AddKeepOut request of a ``safety.Box`` (name, min, max m, kibo frame)."""
+    from intball_interfaces.srv import AddKeepOut
+
+    return AddKeepOut.Request(name=box.name, min=_point(box.min), max=_point(box.max))
+
+
 def box_from_keep_out(req):
-    """safety.Box of an AddKeepOut request; raises ValueError (name, finite, min <= max)."""
+    """safety.Box of an AddKeepOut request; raises ValueError naming the field (name, a
+    non-finite ``min.x`` .. ``max.z``, or an axis where min is not below max)."""
     from intball_nav.safety import Box
 
     name = str(req.name).strip()
     if not name:
         raise ValueError("the zone needs a name")
     lo, hi = _vec3(req.min), _vec3(req.max)
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        raise ValueError(f"zone {name!r}: min and max must be finite numbers")
-    if np.any(lo >= hi):
-        raise ValueError(f"zone {name!r}: min {lo.tolist()} must be below max {hi.tolist()} on every axis")
+    for field, v in (("min", lo), ("max", hi)):
+        for axis, x in zip("xyz", v, strict=True):
+            if not math.isfinite(x):
+                raise ValueError(f"zone {name!r}: {field}.{axis} = {x} must be a finite number (m)")
+    for axis, a, b in zip("xyz", lo, hi, strict=True):
+        if a >= b:
+            raise ValueError(f"zone {name!r}: min.{axis} = {a:g} m must be below max.{axis} = {b:g} m")
     return Box(lo, hi, name)

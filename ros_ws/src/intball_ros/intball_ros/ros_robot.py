@@ -126,15 +126,7 @@ class RosRobot:
             self._faults = faults
 
     def _on_zones(self, msg: KeepOutZones) -> None:
-        zones = [
-            {
-                "name": z.name,
-                "min": [float(z.min.x), float(z.min.y), float(z.min.z)],
-                "max": [float(z.max.x), float(z.max.y), float(z.max.z)],
-                "fixed": bool(z.fixed),
-            }
-            for z in msg.zones
-        ]
+        zones = convert.zones_from_keep_out_zones(msg)
         with self._lock:
             self._zones = zones
 
@@ -276,10 +268,7 @@ class RosRobot:
             return self._zones
 
     def add_keep_out(self, box: Box, done: Callable[[bool, str], None]) -> None:
-        lo, hi = (Point(x=float(v[0]), y=float(v[1]), z=float(v[2])) for v in (box.min, box.max))
-        self._call(
-            self._add_zone, AddKeepOut.Request(name=box.name, min=lo, max=hi), names.ADD_KEEP_OUT, done
-        )
+        self._call(self._add_zone, convert.keep_out_from_box(box), names.ADD_KEEP_OUT, done)
 
     def remove_keep_out(self, name: str, done: Callable[[bool, str], None]) -> None:
         self._call(self._remove_zone, RemoveKeepOut.Request(name=name), names.REMOVE_KEEP_OUT, done)
