@@ -15,7 +15,9 @@ JSON objects (``"t": "ack"`` from the gate, ``"t": "tm"`` telemetry) or a camera
 | module | what |
 | --- | --- |
 | ``backend.py`` | the ``RobotBackend`` protocol (``Waypoint``, ``Done``) |
-| ``bridge.py`` | ``OnboardBridge``, ``OnboardConfig``: gate, immediate commands, LOS supervisor, telemetry |
+| ``bridge.py`` | ``OnboardBridge``, ``OnboardConfig``: gate, acks, the ticks |
+| ``handlers.py`` | immediate commands (e-stop, stop, route pause / resume, keep-out edits, ...) |
+| ``periodic.py`` | the LOS supervisor tick and the telemetry message |
 | ``motion.py`` | motion commands as ``Motion`` records (goal, jog, dock, route, camera task), refusals |
 | ``executor.py`` | ``MotionExecutor``: motion queue, routes (pause, resume, LOS suspension), acks |
 | ``camera.py`` | camera frame format and the onboard camera stream |

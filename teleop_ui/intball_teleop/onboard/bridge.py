@@ -1,14 +1,12 @@
 """``OnboardBridge``: uplink bytes through the :class:`~intball_teleop.link.protocol.CommandGate`
 (HMAC, at most once, expiry), accepted commands executed (``handlers.py``; motions by the
-:class:`~.executor.MotionExecutor`), progress reported as signed acks, the LOS supervisor run on
-ground-contact age alone, telemetry (JSON ``"t": "tm"``) sent down at its rate."""
+:class:`~.executor.MotionExecutor`), progress reported as signed acks; the LOS supervisor and the
+telemetry run on its ticks (``periodic.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,12 +17,13 @@ from .. import commands as C
 from ..files import MAX_FILE_BYTES, FileSender
 from ..link.protocol import AckState, CommandGate, Outcome
 from ..link.runtime import LinkEnd, detach, run_every
-from ..link.supervisor import SafetyAction, SupervisorConfig, SupervisorState, supervise
+from ..link.supervisor import SupervisorConfig, SupervisorState
 from .backend import Done, RobotBackend
 from .camera import CameraStream
 from .executor import MotionExecutor
 from .handlers import CommandHandlers
-from .motion import Motion, dock_motion, route_status
+from .motion import Motion
+from .periodic import PeriodicWork
 from .task_files import TaskFileDownlink
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ class OnboardConfig:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
 
 
-class OnboardBridge(CommandHandlers):
+class OnboardBridge(CommandHandlers, PeriodicWork):
     """Runs in the robot's event loop. ``start()`` subscribes to the link and starts the ticks."""
 
     def __init__(
@@ -139,62 +138,3 @@ class OnboardBridge(CommandHandlers):
             fn(*args)
         else:
             self._loop.call_soon_threadsafe(fn, *args)
-
-    # -- periodic -----------------------------------------------------------------------
-
-    def _contact_age(self, now: float) -> float:
-        # before the first contact, silence counts from the bridge's start (not "forever")
-        return min(self.gate.contact_age(now), now - self._started)
-
-    def _tick(self) -> None:
-        now = self.clock()
-        previous = self.supervisor.action
-        self.supervisor = supervise(
-            self.supervisor,
-            self._contact_age(now),
-            now,
-            self.config.supervisor,
-            resume=self._resume_requested,
-        )
-        action = self.supervisor.action
-        if action is not SafetyAction.RETURN_TO_DOCK:  # a resume waits for fresh contact, then applies
-            self._resume_requested = False
-        if action is not previous:
-            log.warning("onboard supervisor: %s -> %s", previous.value, action.value)
-            if action is SafetyAction.STATION_KEEP:
-                self.backend.hold()
-                self.executor.suspend()
-            elif action is SafetyAction.RETURN_TO_DOCK:
-                self.executor.abort_all("no ground contact: returning to dock")
-                self.motions.append(dock_motion(None, C.DOCK, self.backend, self.workspace))
-            elif action is SafetyAction.NOMINAL:
-                self.executor.resume_after_hold()  # resume the suspended goal
-        if action is SafetyAction.STATION_KEEP or self.estop:
-            return  # holding: the active motion is suspended
-        self.executor.advance(now)
-
-    def _send_telemetry(self) -> None:
-        now = self.clock()
-        active = self.active
-        msg: dict[str, Any] = {
-            "t": "tm",
-            "v": 1,
-            "at_ms": int(now * 1000),
-            "source": self.backend.source,
-            "estimate": self.backend.telemetry(),
-            "supervisor": self.supervisor.action.value,
-            "contact_age_s": _finite(self._contact_age(now)),
-            "estop": self.estop,
-            "active": None if active is None else active.command_id,
-            "active_kind": None if active is None else active.kind,
-            "queued": len(self.motions),
-            "camera": self.stream.camera,
-            "route": route_status(active),
-            "keep_out": self.backend.keep_out_zones() if hasattr(self.backend, "keep_out_zones") else None,
-            "files": self.files.announce(),
-        }
-        self._send(json.dumps(msg, separators=(",", ":"), allow_nan=False).encode())
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None

@@ -27,7 +27,7 @@ from intball_nav.autonomy.docking import dock_relative
 from intball_nav.autonomy.modes import Event, Mode
 from intball_nav.frames import Pose
 from intball_ros import convert, names
-from intball_ros.camera_task import Stopped
+from intball_ros.goals import Stopped
 
 DOCKED_HOLD = "on the dock, held by the controller's preload (the simulator has no magnets yet), charging"
 DOCK_CAMERA = "nav_left"  # the camera facing the dock in the docked attitude (cameras.yaml)

@@ -1,7 +1,8 @@
 """The action servers of the navigation node: navigate_to, follow_route, dock, undock, camera_task.
 
 The servers are registered here; navigate_to is executed here, the others in ``route_actions``,
-``dock_actions`` and ``camera_task``, all over the goal execution of ``flight``. Each ``execute``
+``dock_actions`` and ``camera_task``, all over the goal handling of ``goals`` (ownership,
+preemption, validation, the end of a goal) and the flying of ``flight``. Each ``execute``
 is a coroutine that sends requests to the supervisor (``NavNode.request``) and then awaits the
 supervisor's ticks (``NavNode.wait_tick``), so no executor thread is blocked and the composed
 single-threaded graph works too. One motion goal at a time: a new motion goal
@@ -22,13 +23,14 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from intball_nav.autonomy.commands import CommandRejected
 from intball_nav.frames import Pose
 from intball_ros import convert, names
-from intball_ros.camera_task import CameraTasks, Stopped
+from intball_ros.camera_task import CameraTasks
 from intball_ros.dock_actions import DockActions
 from intball_ros.flight import Flight
+from intball_ros.goals import GoalHandling, Stopped
 from intball_ros.route_actions import RouteActions
 
 
-class NavActions(Flight, RouteActions, DockActions, CameraTasks):
+class NavActions(GoalHandling, Flight, RouteActions, DockActions, CameraTasks):
     """Mixin of NavNode (needs request, wait_tick, _auto, _estimate, _zones, _ctx, _lock, _now)."""
 
     def _init_actions(self) -> None:

@@ -14,13 +14,14 @@ from intball_nav.autonomy.commands import CommandRejected
 from intball_nav.autonomy.modes import Event
 from intball_nav.frames import Pose
 from intball_ros import convert
-from intball_ros.camera_task import Stopped
+from intball_ros.goals import Stopped
 
 MAX_WAYPOINTS = 20
 
 
 class RouteActions:
-    """Mixin of NavNode (uses Flight: _claim, _check, _target, _look, _look_pose, _fly, _abort, _end)."""
+    """Mixin of NavNode (uses GoalHandling: _claim, _check, _target, _look, _look_pose, _abort, _end;
+    Flight: _fly)."""
 
     async def _route(self, goal_handle):
         g, result = goal_handle.request, FollowRoute.Result()

@@ -16,8 +16,8 @@ spins one single-threaded executor; its callback groups also allow a multi-threa
 
 This file holds the wiring (parameters, publishers, subscriptions, timer); the inputs are
 ``nav_inputs``, the loop ``nav_supervisor``, the services ``nav_services``, the actions
-``nav_actions`` over ``flight`` (+ ``route_actions``, ``dock_actions``: the dock marker in the
-left nav camera while docking, ``camera_task``).
+``nav_actions`` over ``goals`` and ``flight`` (+ ``route_actions``, ``dock_actions``: the dock
+marker in the left nav camera while docking, ``camera_task`` over ``camera_images``).
 See docs/interfaces.md and docs/autonomy.md.
 """
 
