@@ -271,6 +271,71 @@ def test_rematch_equals_a_new_search_while_the_pose_moves_little():
     assert compared >= 2 and moved > REMATCH_SLACK_PX  # small moves re-matched, the largest refused
 
 
+def test_rematch_searches_again_only_the_candidates_that_moved():
+    """When some projections moved more than REMATCH_SLACK_PX (the near points after a small camera
+    shift), ``_rematch`` returns None, and with the candidates at the new pose it searches again only
+    those the previous search cannot answer (moved, or new candidates) and gives the matches of a
+    new search over those candidates. Seeded synthetic frame: 85 % of the map points 2-4 m in front
+    of the camera, 15 % at 0.3-0.6 m; keypoints at the projections of half the candidates from the
+    true pose (1.5 cm from the pose of the neighbour search: the near points moved 4-8 px, beyond
+    that search), 0.5 px noise, 0-20 flipped descriptor bits, and random distractors."""
+    from types import SimpleNamespace
+
+    from intball_nav.vision.feature_map import REMATCH_SLACK_PX, _Frame
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    fmap = tiny_map(n=n, seed=7)
+    depth = np.where(rng.random(n) < 0.15, rng.uniform(0.3, 0.6, n), rng.uniform(2.0, 4.0, n))
+    ray = np.column_stack([rng.uniform(-1.05, 1.05, n), rng.uniform(-0.8, 0.8, n), np.ones(n)])
+    fmap = dataclasses.replace(
+        fmap,
+        points=ray * depth[:, None],
+        view_dirs=np.tile(np.array([0.0, 0.0, -1.0], np.float32), (n, 1)),
+        dist_range=np.tile(np.array([0.2, 5.0], np.float32), (n, 1)),
+    )
+    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
+    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
+    loc = FeatureLocalizer(fmap, cam)
+
+    def pose(shift_m: float) -> Pose:
+        return Pose(np.array([shift_m, -0.5 * shift_m, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]))
+
+    ids, uv = loc._candidates(pose(0.0), 4.0)
+    true_ids, true_uv = loc._candidates(pose(0.015), 4.0)
+    seen = rng.choice(len(true_ids), len(true_ids) // 2, replace=False)
+    kuv = np.vstack(
+        [true_uv[seen] + rng.normal(0.0, 0.5, (len(seen), 2)), rng.uniform([0, 0], [319, 239], (400, 2))]
+    )
+    bits = np.unpackbits(fmap.descriptors[true_ids[seen]], axis=1)
+    for row, nflip in zip(bits, rng.integers(0, 21, len(seen)), strict=True):
+        row[rng.choice(256, nflip, replace=False)] ^= 1
+    kdesc = np.vstack([np.packbits(bits, axis=1), rng.integers(0, 256, (400, 32), dtype=np.uint8)])
+    feats = _Frame(kuv, np.zeros(len(kuv), int), kdesc, cKDTree(kuv))
+    _, _, window = loc._match_window(feats, ids, uv, 4.0, 4.0 + REMATCH_SLACK_PX)
+    assert window is not None
+    searched_again = 0
+    for shift_m in (0.0, 0.008, 0.015, 0.05):
+        T = pose(shift_m)
+        cand_ids, cand_uv = loc._candidates(T, 4.0)
+        pid_r, kj_r, uv_r = loc._rematch(feats, window, T, 4.0, (cand_ids, cand_uv))
+        np.testing.assert_array_equal(uv_r, cand_uv)
+        pid_n, kj_n, _ = loc._match_window(feats, cand_ids, cand_uv, 4.0)  # a new search
+        np.testing.assert_array_equal(pid_r, pid_n)
+        np.testing.assert_array_equal(kj_r, kj_n)
+        common = np.isin(cand_ids, ids)
+        moved = np.linalg.norm(cand_uv[common] - uv[np.searchsorted(ids, cand_ids[common])], axis=1)
+        if np.any(moved > REMATCH_SLACK_PX):
+            searched_again += 1
+            assert loc._rematch(feats, window, T, 4.0) is None  # without the candidates: search again
+            near = cand_ids[common][moved > REMATCH_SLACK_PX]
+            if shift_m == 0.015:  # at the true pose the near points that moved found their keypoints
+                assert np.isin(near, pid_r).sum() > 50
+        else:
+            assert np.array_equal(cand_ids, ids) and loc._rematch(feats, window, T, 4.0) is not None
+    assert searched_again >= 2
+
+
 # ------------------------------------------------------------------------------ rendered frames
 @pytest.fixture(scope="module")
 def feature_map() -> FeatureMap:
