@@ -6,10 +6,12 @@ service; its latched zones come back in the telemetry, the ground then refuses a
 it); fly a route as one command (the FollowRoute action) with a pause and a resume, its
 progress in the telemetry; remove the zone; then an emergency stop.
 
-A second graph (sim at x2) flies a route through a loss of signal longer than the onboard
-station-keep threshold: the bridge holds the robot mid-leg, and after AOS the route goes on
-from the waypoint it was flying to. A third, with the cameras on, takes a snapshot whose JPEG
-comes down the link and is downloaded over HTTP.
+The same graph (sim at x2, shared by the two tests of ``TestOneGraph``, which run in order),
+released from that emergency stop with ``resume``, then flies a route through a loss of signal
+longer than the onboard station-keep threshold: the bridge holds the robot mid-leg, and after
+AOS the route goes on from the waypoint it was flying to. Another graph, with shortened LOS
+thresholds, returns to the dock on its own; a last one, with the cameras on, takes a snapshot
+whose JPEG comes down the link and is downloaded over HTTP.
 """
 
 from __future__ import annotations
@@ -66,13 +68,28 @@ def console_graph(tmp_path, *flags: str):
         graph.stop()
 
 
+NOMINAL_FLAGS = ("--no-cameras", "--rate", "2", "--link-profile", "iss-nominal")
+
+
+@pytest.fixture(scope="class")
+def nominal_console(tmp_path_factory):
+    """One ``console_graph(NOMINAL_FLAGS)`` for the goal test and the LOS test (starting a graph
+    takes a while); its clean stop on Ctrl-C is checked when the class is done with it."""
+    with console_graph(tmp_path_factory.mktemp("nominal"), *NOMINAL_FLAGS) as graph_url_token:
+        yield graph_url_token
+
+
 @contextlib.asynccontextmanager
 async def operator(url: str, token: str):
-    """An HTTP session logged in with the token and holding control."""
+    """An HTTP session logged in with the token and holding control; it hands control back when
+    done (a graph shared by two tests: the second takes it)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         assert (await http.post(f"{url}/api/login", json={"token": token})).status == 200
         assert (await http.post(f"{url}/api/control/take", json={})).status == 200
-        yield http
+        try:
+            yield http
+        finally:
+            await http.post(f"{url}/api/control/release", json={})
 
 
 async def wait_ready(http, url, timeout=90.0) -> dict:
@@ -105,18 +122,25 @@ async def wait_state(http, url, cid, states, timeout):
     raise AssertionError(f"command {cid} still {cmd['state']} after {timeout} s: {cmd}")
 
 
-def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
-    with console_graph(tmp_path, "--no-cameras", "--rate", "2", "--link-profile", "iss-nominal") as (
-        graph,
-        url,
-        token,
-    ):
+# -- a loss of signal in the middle of a route -------------------------------------------------
+
+# start where the goal test left the robot (5.2, -0.3, 0; the module centre when run alone); a 5 m
+# leg (nominal: 0.2 m/s, 0.01 m/s^2: ~45 s sim) that the LOS hold cuts about 2 m in, far enough
+# from its end that the braking (< 1 m) cannot reach it
+LOS_ROUTE = [([3.0, 0.0, 0.0], 1.0), ([8.0, 0.0, 0.0], 1.0), ([8.0, 0.3, 0.1], 0.0)]
+LOS_S = 14.0  # > the bridge's station_keep_after_s (10 s, intball up's default)
+
+
+class TestOneGraph:
+    """The goal test and the LOS test, in this order, on one graph (``nominal_console``, torn down
+    when the class is done, before the next test starts its own graph)."""
+
+    def test_intball_up_ui_flies_a_goal_through_the_link(self, nominal_console):
+        graph, url, token = nominal_console
         assert "ground station: http://127.0.0.1:<free port>/" in graph.output()  # the launcher banner
 
         async def body():
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-                assert (await http.post(f"{url}/api/login", json={"token": token})).status == 200
-                assert (await http.post(f"{url}/api/control/take", json={})).status == 200
+            async with operator(url, token) as http:
                 tm = await wait_ready(http, url)
                 assert tm["source"] == "ros" and tm["estimate"]["localization"]["level"] == "ok"
                 r = await http.post(
@@ -187,30 +211,24 @@ def test_intball_up_ui_flies_a_goal_through_the_link(tmp_path):
 
         asyncio.run(body())
 
-
-# -- a loss of signal in the middle of a route -------------------------------------------------
-
-# start (4.8, 0, 0); a 5 m leg (nominal: 0.2 m/s, 0.01 m/s^2: ~45 s sim) that the LOS hold cuts
-# about 2 m in, far enough from its end that the braking (< 1 m) cannot reach it
-LOS_ROUTE = [([3.0, 0.0, 0.0], 1.0), ([8.0, 0.0, 0.0], 1.0), ([8.0, 0.3, 0.1], 0.0)]
-LOS_S = 14.0  # > the bridge's station_keep_after_s (10 s, intball up's default)
-
-
-def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_path):
-    """Route started; LOS drill (14 s) while it flies its second leg; the onboard supervisor holds
-    the robot mid-leg (navigation mode station_keeping, the route suspended at waypoint 1, seen
-    in the first telemetry after AOS); once contact is steady again the route flies on toward
-    waypoint 1 (never back to waypoint 0), reaches it, then the last one, and the one route
-    command completes, executed once."""
-    with console_graph(tmp_path, "--no-cameras", "--rate", "2", "--link-profile", "iss-nominal") as (
-        graph,
-        url,
-        token,
-    ):
+    def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(self, nominal_console):
+        """On the goal test's graph, released from its emergency stop (``resume``). Route started;
+        LOS drill (14 s) while it flies its second leg; the onboard supervisor holds the robot mid-leg
+        (navigation mode station_keeping, the route suspended at waypoint 1, seen in the first
+        telemetry after AOS); once contact is steady again the route flies on toward waypoint 1 (never
+        back to waypoint 0), reaches it, then the last one, and the one route command completes,
+        executed once."""
+        graph, url, token = nominal_console
 
         async def body():
             async with operator(url, token) as http:
+                # the goal test ends with an emergency stop: release it (a no-op when run alone)
+                cmd = await wait_state(http, url, await send(http, url, "resume"), FINAL, 20)
+                assert cmd["state"] == "completed", cmd
                 await wait_ready(http, url)
+                earlier = {
+                    c["id"] for c in (await (await http.get(f"{url}/api/commands")).json())["commands"]
+                }
                 wps = [{"position": p, "hold_s": h} for p, h in LOS_ROUTE]
                 r = await http.post(f"{url}/api/route", json={"waypoints": wps, "label": "los drill"})
                 assert r.status == 202, await r.text()
@@ -289,7 +307,7 @@ def test_los_in_the_middle_of_a_route_holds_then_resumes_from_its_waypoint(tmp_p
                 est = (await telemetry(http, url))["estimate"]
                 assert est["pose"]["position"] == pytest.approx(LOS_ROUTE[-1][0], abs=0.03)
                 routes = [c for c in (await (await http.get(f"{url}/api/commands")).json())["commands"]]
-                assert [c["id"] for c in routes if c["kind"] == "route"] == [rid]
+                assert [c["id"] for c in routes if c["kind"] == "route" and c["id"] not in earlier] == [rid]
                 print(f"LOS hold at {[round(v, 2) for v in held_at]} m; route indices {sorted(set(indices))}")
 
         asyncio.run(body())
