@@ -90,7 +90,8 @@ def test_snapshot_saves_png_with_metadata_and_publishes_it(user, graph):
     cam = np.array(meta["T_kibo_cam"]["position"])
     assert np.allclose(cam - truth.position, [0.10, 0.0, 0.0], atol=0.02)  # main camera 0.10 m ahead
     assert meta["camera"]["width"] == 640 and meta["stamp"] > 0.0
-    assert meta["extra"]["pose_source"] == "estimate"
+    assert meta["extra"]["pose_source"] == "estimate"  # the estimate at the image's stamp
+    assert meta["extra"]["pose_stamp"] == pytest.approx(meta["stamp"], abs=1e-6)
     spin_until(user, lambda: user.snapshots, 10.0, "the published snapshot")
     assert (user.snapshots[-1].width, user.snapshots[-1].height) == (640, 480)
 

@@ -2,8 +2,8 @@
 simulator, ``/intball/main_camera/image_raw``, only with cameras on), waiting for a newer one, the
 estimated pose at an image's stamp, and snapshots saved under the node's ``data_dir``
 (``<task>_<stamp ms>.png`` + ``.json``: ``camera_tasks.snapshot``) and published on
-``/intball/main_camera/snapshot``. Poses in the metadata are the *estimate* at capture (never
-ground truth).
+``/intball/main_camera/snapshot``. Poses in the metadata are the *estimate* at the image's stamp
+(never ground truth).
 """
 
 from __future__ import annotations
@@ -65,7 +65,18 @@ class CameraImages:
         est = self._estimate
         return Pose(est.position, est.quat)
 
-    def _snap(self, img, task: str, width: int = 0, height: int = 0, extra=None) -> list[str]:
+    async def _snap(self, goal_handle, token, img, task: str, width: int = 0, height: int = 0, extra=None):
+        """Save and publish ``img`` with its metadata; returns [png path, json path]. The pose is
+        the estimate at the image's stamp (``pose_source: estimate``, ``pose_stamp`` = the image
+        stamp); if the estimates do not cover that instant within ``POSE_WAIT_S``, the latest one,
+        marked ``pose_source: estimate_latest`` with its own ``pose_stamp``."""
+        stamp = convert.time_from_stamp(img.header.stamp)
+        await self._wait_estimate(goal_handle, token, stamp)
+        T_kibo_base = self._estimate_at(stamp)
+        pose_source, pose_stamp = "estimate", stamp
+        if T_kibo_base is None:
+            T_kibo_base, pose_source = self._pose_now(), "estimate_latest"
+            pose_stamp = self._odom_history[-1][0] if self._odom_history else float("nan")
         rgb = convert.array_from_image(img)
         K = np.asarray(self._camera.K, dtype=float)
         if width or height:
@@ -74,11 +85,10 @@ class CameraImages:
             if not (8 <= w <= 4096 and 8 <= h <= 4096):
                 raise CameraTaskFailed(f"snapshot size {w}x{h} px out of range 8..4096")
             rgb, K = resize_image(rgb, K, w, h)
-        stamp = convert.time_from_stamp(img.header.stamp)
-        T_kibo_base = self._pose_now()
         meta = SnapshotMeta(
             stamp, T_kibo_base, T_kibo_base.compose(self._camera.T_base_cam), K, rgb.shape[1], rgb.shape[0],
-            self._camera.frame_id, dict(extra or {}, task=task, pose_source="estimate"),
+            self._camera.frame_id,
+            dict(extra or {}, task=task, pose_source=pose_source, pose_stamp=round(pose_stamp, 6)),
         )  # fmt: skip
         files = save_snapshot(self._data_dir, rgb, meta, f"{task}_{round(stamp * 1000)}")
         self._snapshot_pub.publish(convert.image_from_array(rgb, stamp, self._camera.frame_id))
@@ -88,10 +98,7 @@ class CameraImages:
         """The estimated pose at the image's stamp (waits for the estimate of that instant:
         under load images and estimates arrive out of step); fails when it is not known."""
         stamp = convert.time_from_stamp(img.header.stamp)
-        deadline = time.monotonic() + POSE_WAIT_S
-        while not self._estimate_covers(stamp) and time.monotonic() < deadline:
-            await self.wait_tick()
-            self._check(goal_handle, token)
+        await self._wait_estimate(goal_handle, token, stamp)
         pose = self._estimate_at(stamp)
         if pose is None:
             raise CameraTaskFailed(
@@ -99,6 +106,13 @@ class CameraImages:
                 f"{self._history_span()}): not placing codes with a pose from another time"
             )
         return pose
+
+    async def _wait_estimate(self, goal_handle, token, stamp: float) -> None:
+        """Until an estimate stamped at or after ``stamp`` has arrived, at most ``POSE_WAIT_S``."""
+        deadline = time.monotonic() + POSE_WAIT_S
+        while not self._estimate_covers(stamp) and time.monotonic() < deadline:
+            await self.wait_tick()
+            self._check(goal_handle, token)
 
     def _history_span(self) -> str:
         h = self._odom_history

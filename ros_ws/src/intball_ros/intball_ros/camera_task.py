@@ -5,7 +5,7 @@ Images, the pose at an image's stamp and snapshots come from ``camera_images``; 
 main camera image every task fails with the reason. Files go under the node's ``data_dir``:
 snapshots ``<task>_<stamp ms>.png`` + ``.json`` (time, robot pose, camera pose, intrinsics:
 ``camera_tasks.snapshot``), recordings ``record_<stamp ms>/``, survey overviews. Poses in the
-metadata are the *estimate* at capture (never ground truth).
+metadata are the *estimate* at the image stamp (never ground truth).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class CameraTasks(CameraImages):
 
     async def _task_snapshot(self, goal_handle, token, g, result) -> None:
         img = await self._next_image(goal_handle, token, self._now())
-        result.files = self._snap(img, "snapshot", int(g.width), int(g.height))
+        result.files = await self._snap(goal_handle, token, img, "snapshot", int(g.width), int(g.height))
 
     async def _task_read_codes(self, goal_handle, token, g, result) -> None:
         img = await self._next_image(goal_handle, token, self._now())
@@ -110,7 +110,9 @@ class CameraTasks(CameraImages):
         self._progress(goal_handle, 0.1, f"flying to {g.bay} ({plan.standoff:.2f} m standoff)")
         await self._fly(goal_handle, token, plan.T_kibo_base, self._mode_name(""))
         img = await self._next_image(goal_handle, token, self._now())
-        result.files = self._snap(img, f"inspect_{g.bay}", extra={"bay": g.bay, "standoff": plan.standoff})
+        result.files = await self._snap(
+            goal_handle, token, img, f"inspect_{g.bay}", extra={"bay": g.bay, "standoff": plan.standoff}
+        )
 
     async def _task_survey(self, goal_handle, token, g, result) -> None:
         face = g.bay or "overhead"
@@ -147,7 +149,11 @@ class CameraTasks(CameraImages):
                 goal_handle, token, Pose(here, cap.T_kibo_base.quat), self._mode_name("precision")
             )
             img = await self._next_image(goal_handle, token, self._now())
-            result.files.extend(self._snap(img, f"survey_{face}_{k}", extra={"face": face, "index": k}))
+            result.files.extend(
+                await self._snap(
+                    goal_handle, token, img, f"survey_{face}_{k}", extra={"face": face, "index": k}
+                )
+            )
             images.append(convert.array_from_image(img))
             cells.append((cap.row, cap.col))
         overview = tile_images(images, plan.rows, plan.cols, cells)
