@@ -236,6 +236,39 @@ def test_covariance_scales_with_residual_variance():
     del rng
 
 
+def test_single_marker_seen_nearly_edge_on_gives_no_pose():
+    """One marker at 60 / 80 deg between its normal and the line of sight: a pose at 60 deg, none
+    at 80 deg (biased corners, ``max_view_angle_deg`` = 75) unless the limit is lifted; with the
+    other markers of the wall in view the joint pose at 80 deg keeps them all."""
+    cam = camera(640, 480, 75.0)
+    full = wall_map()
+    one = MarkerMap(full.dictionary, full.markers[4:5])  # the centre marker, at (1, 0, 0)
+
+    def view(angle_deg: float) -> Pose:
+        a = np.radians(angle_deg)
+        cam_pos = np.array([1.0 - 1.2 * np.cos(a), 1.2 * np.sin(a), 0.0])  # 1.2 m from the marker
+        yaw = np.arctan2(-cam_pos[1], 1.0 - cam_pos[0])  # looking at it
+        return Pose(cam_pos - 0.1 * np.array([np.cos(yaw), np.sin(yaw), 0.0]), quat_from_rpy(0, 0, yaw))
+
+    for angle, expect in ((60.0, True), (80.0, False)):
+        T_base = view(angle)
+        rng = np.random.default_rng(5)
+        img = render(MarkerLocalizer(one, cam), cam, T_base.compose(cam.T_base_cam), rng)
+        meas = MarkerLocalizer(one, cam).localize(img)
+        assert (meas is not None) == expect, (angle, meas)
+        lifted = MarkerLocalizer(one, cam, params=LocalizerParams(max_view_angle_deg=90.0)).localize(img)
+        assert lifted is not None and lifted.n_markers == 1
+    img = render(
+        MarkerLocalizer(full, cam), cam, view(80.0).compose(cam.T_base_cam), np.random.default_rng(5)
+    )
+    joint = MarkerLocalizer(full, cam).localize(img)
+    assert joint is not None and joint.n_markers >= 4
+    assert pose_errors(joint.T_kibo_base, view(80.0))[0] < 0.01
+    for bad in (0.0, 95.0):
+        with pytest.raises(ValueError, match="max_view_angle_deg"):
+            LocalizerParams(max_view_angle_deg=bad)
+
+
 def test_real_marker_map_includes_dock_marker():
     """With the module's markers.yaml: a view of the dock marker together with overhead markers."""
     module = pytest.importorskip("intball_nav.module")
