@@ -144,15 +144,15 @@ def test_hamming_broadcasts_rows():
     np.testing.assert_array_equal(hamming(a[:, None, :], a[None, :, :]), expected)
 
 
-def test_candidate_pool_is_exact_for_nearby_poses():
-    """The per-frame candidate pool (``_pool``) gives exactly the candidates of the whole map for
-    every camera pose within POOL_SHIFT_M / POOL_TURN_RAD of its own, including points close to the
-    camera and at the image border (seeded random map around the camera, random nearby poses)."""
+def _pool_test_camera(f: float = 160.0):
     from types import SimpleNamespace
 
-    from intball_nav.vision.feature_map import POOL_SHIFT_M, POOL_TURN_RAD
+    K = np.array([[f, 0.0, 159.5], [0.0, f, 119.5], [0.0, 0.0, 1.0]])
+    return SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
 
-    rng = np.random.default_rng(3)
+
+def _pool_test_localizer(rng: np.random.Generator) -> FeatureLocalizer:
+    """A localizer of a seeded random map of 4000 points within 3 m of the origin, mostly facing it."""
     fmap = tiny_map(n=4000, seed=3)
     n = fmap.n_points
     points = rng.uniform(-3.0, 3.0, (n, 3))
@@ -165,9 +165,18 @@ def test_candidate_pool_is_exact_for_nearby_poses():
         view_dirs=(dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32),
         dist_range=np.column_stack([lo, lo * rng.uniform(1.0, 3.0, n)]).astype(np.float32),
     )
-    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
-    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
-    loc = FeatureLocalizer(fmap, cam)
+    return FeatureLocalizer(fmap, _pool_test_camera())
+
+
+def test_candidate_pool_is_exact_for_nearby_poses():
+    """The per-frame candidate pool (``_pool``) gives exactly the candidates of the whole map for
+    every camera pose within POOL_SHIFT_M / POOL_TURN_RAD of its own, including points close to the
+    camera and at the image border (seeded random map around the camera, random nearby poses)."""
+    from intball_nav.vision.feature_map import POOL_SHIFT_M, POOL_TURN_RAD
+
+    rng = np.random.default_rng(3)
+    loc = _pool_test_localizer(rng)
+    n = loc.map.n_points
     checked = 0
     for _ in range(20):
         q = rng.normal(size=4)
@@ -190,6 +199,67 @@ def test_candidate_pool_is_exact_for_nearby_poses():
     assert checked > 1000  # the poses did see points
     far = Pose(T0.position + [2 * POOL_SHIFT_M, 0, 0], T0.quat)
     assert not pool.covers(far, 4.0) and not pool.covers(T0, 30.0)
+
+
+def _near_pose(rng: np.random.Generator, T0: Pose, shift_m: float, turn_rad: float) -> Pose:
+    shift = rng.normal(size=3)
+    shift *= shift_m / np.linalg.norm(shift)
+    axis = rng.normal(size=3)
+    turn = axis / np.linalg.norm(axis) * turn_rad
+    return Pose(T0.position + shift, quat_multiply(quat_from_rotvec(turn), T0.quat))
+
+
+def test_frame_pool_is_reused_only_within_its_room_and_gives_the_same_candidates():
+    """``_frame_pool`` keeps the previous frame's pool while the new prior lies within
+    POOL_REUSE_SHARE of its bounds and needs no wider margin; the reused pool gives exactly the
+    candidates of a new pool and of the whole map at every pass pose near the new prior; beyond
+    those bounds, with a wider margin, or for another camera (``for_camera``) a new pool is built."""
+    from intball_nav.vision.feature_map import POOL_REUSE_SHARE, POOL_SHIFT_M, POOL_TURN_RAD
+
+    rng = np.random.default_rng(11)
+    loc = _pool_test_localizer(rng)
+    share = POOL_REUSE_SHARE
+    checked = reused = 0
+    for _ in range(15):
+        q = rng.normal(size=4)
+        T0 = Pose(rng.normal(0.0, 0.2, 3), q / np.linalg.norm(q))
+        pool = loc._frame_pool(T0, 20.0)
+        assert loc._frame_pool(T0, 4.0) is pool  # a narrower margin: same pool
+        assert loc._frame_pool(T0, 30.0) is not pool  # a wider one: a new pool
+        pool = loc._frame_pool(T0, 20.0)
+        assert pool.T_kibo_cam is T0
+        for _ in range(6):
+            # the next frame's prior, inside the room: the pool is kept
+            shift, turn = rng.uniform(0, share * POOL_SHIFT_M), rng.uniform(0, share * POOL_TURN_RAD)
+            T1 = _near_pose(rng, T0, shift, turn)
+            assert loc._frame_pool(T1, 20.0) is pool
+            reused += 1
+            fresh = loc._pool(T1, 20.0)
+            for _ in range(3):  # the passes' poses, a few cm / tenths of a degree from the prior
+                T = _near_pose(rng, T1, rng.uniform(0, 0.04), rng.uniform(0, np.radians(1.0)))
+                for margin in (20.0, 4.0):
+                    ids_full, uv_full = loc._candidates(T, margin)
+                    for candidate_pool in (pool, fresh):
+                        ids, uv = loc._candidates(T, margin, candidate_pool)
+                        np.testing.assert_array_equal(ids, ids_full)
+                        np.testing.assert_allclose(uv, uv_full, rtol=0, atol=1e-9)
+                    checked += len(ids_full)
+        # beyond the room (shift or turn): a new pool at the new prior
+        T2 = _near_pose(rng, T0, 1.01 * share * POOL_SHIFT_M, 0.0)
+        new = loc._frame_pool(T2, 20.0)
+        assert new is not pool and new.T_kibo_cam is T2
+        T3 = _near_pose(rng, T2, 0.0, 1.01 * share * POOL_TURN_RAD)
+        assert loc._frame_pool(T3, 20.0) is not new
+    assert reused == 90 and checked > 1000
+    # another camera on the same localizer object (a wider field of view): never the other's pool
+    T0 = Pose(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+    pool = loc._frame_pool(T0, 20.0)
+    wide = loc.for_camera(_pool_test_camera(f=80.0))
+    wide_pool = wide._frame_pool(T0, 20.0)
+    assert wide_pool is not pool and loc._frame_pool(T0, 20.0) is pool
+    ids_full, _ = wide._candidates(T0, 20.0)
+    assert len(ids_full) > len(loc._candidates(T0, 20.0)[0])  # the wide camera sees more
+    np.testing.assert_array_equal(wide._candidates(T0, 20.0, wide_pool)[0], ids_full)
 
 
 def test_rematch_equals_a_new_search_while_the_pose_moves_little():
@@ -609,6 +679,54 @@ def test_pose_refinement_weights_octaves_and_bounds_wrong_matches():
     e_plain = np.linalg.norm(plain.position - truth.position)
     print(f"position error: weighted Huber {1e3 * e_robust:.2f} mm, unweighted LM {1e3 * e_plain:.2f} mm")
     assert e_robust < 0.3 * e_plain
+
+
+def test_pose_refinement_is_bit_identical_to_the_pose_per_iteration_form():
+    """``_gauss_newton`` (pose carried as arrays, in-place projection) gives the poses of the
+    straightforward form (a ``Pose`` per iteration, ``project_with_jacobian``) bit for bit, noisy
+    data with wrong matches, from seeded starts 1-5 cm / 0.5-3 deg off."""
+    from intball_nav.vision.camera_geometry import project_with_jacobian
+    from intball_nav.vision.feature_map import _gauss_newton
+
+    def reference(K, T, obj, img, sig, k, iters=10):
+        for _ in range(iters):
+            uv, J, _ = project_with_jacobian(K, T, obj)
+            r = img - uv
+            e = np.linalg.norm(r, axis=1) / sig
+            w = np.where(e <= k, 1.0, k / np.maximum(e, 1e-12)) / sig**2
+            wr = np.repeat(w, 2)
+            delta = np.linalg.solve(J.T @ (J * wr[:, None]), J.T @ (wr * r.ravel()))
+            T = Pose(T.position + delta[:3], quat_multiply(T.quat, quat_from_rotvec(delta[3:])))
+            if np.linalg.norm(delta[:3]) < 1e-5 and np.linalg.norm(delta[3:]) < 1e-5:
+                break
+        return T
+
+    rng, fmap, cam = _synthetic_scene(22, n=300)
+    for trial in range(12):
+        truth = Pose(rng.normal(0.0, 0.05, 3), quat_from_rotvec(rng.normal(0.0, np.radians(2.0), 3)))
+        uv, _, z = project_with_jacobian(cam.K, truth, fmap.points)
+        keep = (z > 0.3) & (uv[:, 0] > 0) & (uv[:, 0] < 319) & (uv[:, 1] > 0) & (uv[:, 1] < 239)
+        obj, uv = fmap.points[keep], uv[keep]
+        sig = 1.2 ** rng.integers(0, 5, len(obj)).astype(float)
+        img = uv + rng.normal(0.0, 1.0, uv.shape) * sig[:, None]
+        wrong = rng.choice(len(obj), len(obj) // 10, replace=False)
+        img[wrong] += rng.uniform(-20.0, 20.0, (len(wrong), 2))
+        d = rng.normal(size=3)
+        turn = rng.normal(size=3)
+        start = Pose(
+            truth.position + d / np.linalg.norm(d) * rng.uniform(0.01, 0.05),
+            quat_multiply(
+                truth.quat, quat_from_rotvec(turn / np.linalg.norm(turn) * np.radians(rng.uniform(0.5, 3)))
+            ),
+        )
+        for iters in (10, 2):
+            got, ref = (
+                _gauss_newton(cam.K, start, obj, img, sig, 2.0, iters),
+                reference(cam.K, start, obj, img, sig, 2.0, iters),
+            )
+            np.testing.assert_array_equal(got.position, ref.position, err_msg=f"trial {trial}")
+            np.testing.assert_array_equal(got.quat, ref.quat, err_msg=f"trial {trial}")
+            assert not np.array_equal(got.position, start.position)
 
 
 def test_tight_passes_continue_until_the_pose_settles():

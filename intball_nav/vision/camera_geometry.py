@@ -98,25 +98,45 @@ def project_with_jacobian(
     assumed zero.
     """
     R = rotmat_from_quat(T_kibo_cam.quat)
-    Pc = (np.asarray(points_kibo, dtype=float) - T_kibo_cam.position) @ R
-    x, y, z = Pc[:, 0], Pc[:, 1], Pc[:, 2]
-    fx, fy = K[0, 0], K[1, 1]
-    iz = 1.0 / z
-    xz, yz = x * iz, y * iz
-    uv = np.stack([fx * xz + K[0, 2], fy * yz + K[1, 2]], axis=1)
+    uv, J, z = project_with_jacobian_at(K, T_kibo_cam.position, R, points_kibo)
+    return uv, J, z  # type: ignore[return-value]
+
+
+def project_with_jacobian_at(
+    K: np.ndarray, position: np.ndarray, R: np.ndarray, points_kibo: np.ndarray, jacobian: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``project_with_jacobian`` of the camera at ``position`` (3,) m, kibo frame, with rotation
+    matrix ``R`` (3,3) (``rotmat_from_quat`` of its quaternion): for loops that update the pose
+    without building a ``Pose``. ``jacobian=False`` skips J (returned as None); uv and z are the
+    same either way."""
+    Pc = (np.asarray(points_kibo, dtype=float) - position) @ R
     n = Pc.shape[0]
+    f = K.diagonal()[:2]  # (fx, fy)
+    iz = 1.0 / Pc[:, 2]
+    s = Pc[:, :2] * iz[:, None]  # (x/z, y/z)
+    fs = s * f
+    uv = fs + K[:2, 2]
+    if not jacobian:
+        return uv, None, Pc[:, 2]
     # closed form of d(uv)/d(Pc) @ d(Pc)/d(perturbation) with d(Pc)/d(dp) = -R^T and
-    # d(Pc)/d(dtheta) = skew(Pc) (the batched product, written out: ~5x faster for 300 points)
+    # d(Pc)/d(dtheta) = skew(Pc), written into J in place with few temporaries
+    fx, fy = K[0, 0], K[1, 1]
+    xz, yz = s[:, 0], s[:, 1]
     J = np.empty((n, 2, 6))
-    J[:, 0, :3] = (fx * iz)[:, None] * (xz[:, None] * R[:, 2] - R[:, 0])
-    J[:, 1, :3] = (fy * iz)[:, None] * (yz[:, None] * R[:, 2] - R[:, 1])
-    J[:, 0, 3] = fx * xz * yz
-    J[:, 0, 4] = -fx * (1.0 + xz * xz)
-    J[:, 0, 5] = fx * yz
-    J[:, 1, 3] = fy * (1.0 + yz * yz)
-    J[:, 1, 4] = -fy * xz * yz
-    J[:, 1, 5] = -fy * xz
-    return uv, J.reshape(2 * n, 6), z
+    a = np.multiply.outer(s, R[:, 2])
+    a -= R[:, :2].T
+    np.multiply((iz[:, None] * f)[:, :, None], a, out=J[:, :, :3])  # f/z (s R[:, 2] - R[:, :2]^T)
+    np.multiply(fs[:, 0], yz, out=J[:, 0, 3])  # fx xz yz
+    np.multiply(fx, yz, out=J[:, 0, 5])  # fx yz
+    t = xz * xz
+    t += 1.0
+    np.multiply(-fx, t, out=J[:, 0, 4])  # -fx (1 + xz^2)
+    np.multiply(yz, yz, out=t)
+    t += 1.0
+    np.multiply(fy, t, out=J[:, 1, 3])  # fy (1 + yz^2)
+    m = np.multiply(-fy, xz, out=J[:, 1, 5])  # -fy xz
+    np.multiply(m, yz, out=J[:, 1, 4])  # -fy xz yz
+    return uv, J.reshape(2 * n, 6), Pc[:, 2]
 
 
 def pose_from_rvec_tvec(rvec: np.ndarray, tvec: np.ndarray) -> Pose:

@@ -40,8 +40,10 @@ Localization (``FeatureLocalizer.localize``):
   Huber loss), and guided passes with ``refine_radius_px`` around the refined projection give the
   final correspondence set; tight passes continue (at most ``extra_refine_passes`` more) while a
   pass still moves the pose by more than ``converged_m`` / ``converged_rad``. The visibility tests run once
-  per frame over the whole map (``_pool``: a superset valid within 10 cm / 5 deg of the prior);
-  the passes test only that pool, with a k-d tree of the keypoints built once.
+  per frame over the whole map (``_pool``: a superset valid within 10 cm / 5 deg of the prior),
+  or not at all while the prior stays within 5 cm / 2.5 deg of the previous pool's pose (the
+  same pool: consecutive tracking frames); the passes test only that pool, with a k-d tree of
+  the keypoints built once.
 - **Relocalization** (no prior, or tracking failed): every query descriptor is matched to all map
   descriptors (LSH index, 2-NN, ratio test); each match votes for the keyframes that saw its
   point; for the best ``reloc_keyframes`` keyframes the matches of their points go to PnP RANSAC
@@ -70,6 +72,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 import zipfile
 from collections.abc import Iterable
@@ -81,11 +84,19 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from intball_nav.frames import Pose, quat_angle, quat_from_rotvec, quat_multiply, rotmat_from_quat
+from intball_nav.frames import (
+    Pose,
+    quat_angle,
+    quat_from_rotvec,
+    quat_multiply,
+    quat_normalize,
+    rotmat_from_quat,
+)
 from intball_nav.vision.camera_geometry import (
     pose_covariance_to_child,
     pose_from_rvec_tvec,
     project_with_jacobian,
+    project_with_jacobian_at,
     rvec_tvec_from_pose,
 )
 from intball_nav.vision.markers import CameraLike, PoseMeasurement
@@ -856,11 +867,13 @@ class _Pool:
     near: np.ndarray  # (n,) m, the distance bounds of the candidate test (``FeatureLocalizer._near``)
     far: np.ndarray
 
-    def covers(self, T_kibo_cam: Pose, margin_px: float) -> bool:
+    def covers(self, T_kibo_cam: Pose, margin_px: float, share: float = 1.0) -> bool:
+        """The pool is valid at T_kibo_cam with this margin; ``share`` < 1 asks for room to spare
+        (within that share of ``POOL_SHIFT_M`` and ``POOL_TURN_RAD``)."""
         return bool(
             margin_px <= self.margin_px
-            and np.linalg.norm(T_kibo_cam.position - self.T_kibo_cam.position) <= POOL_SHIFT_M
-            and quat_angle(T_kibo_cam.quat, self.T_kibo_cam.quat) <= POOL_TURN_RAD
+            and np.linalg.norm(T_kibo_cam.position - self.T_kibo_cam.position) <= share * POOL_SHIFT_M
+            and quat_angle(T_kibo_cam.quat, self.T_kibo_cam.quat) <= share * POOL_TURN_RAD
         )
 
 
@@ -873,6 +886,10 @@ LSH_RNG_SEED = 20261121
 REMATCH_SLACK_PX = 1.5
 """px, a tight guided pass searches this much wider than its window so that the next tight pass can
 re-match its candidates without a new search while no projection moved more than this."""
+POOL_REUSE_SHARE = 0.5
+"""A frame reuses the previous frame's pool (``FeatureLocalizer._frame_pool``) when its prior lies
+within this share of ``POOL_SHIFT_M`` and ``POOL_TURN_RAD`` of the pool's pose (and needs no wider
+margin): the passes, a few cm and tenths of a degree from the prior, stay inside the pool's bounds."""
 POOL_CELL_M = 0.25
 """m, edge of the cubic cells that group the map points for ``_pool``: a cell whose bounding sphere
 cannot hold a pool point (outside the widened camera cone, or out of every point's distance range)
@@ -936,21 +953,29 @@ def _gauss_newton(
     sig): the keypoint noise model of the covariance (std ``sig`` px per point, by octave) instead
     of OpenCV's unweighted LM, and a bounded pull of any one match, so a few wrong matches cannot
     drag a weakly constrained pose along its weak direction. obj (n,3) m kibo frame, img (n,2) px,
-    sig (n,) px; Gauss-Newton with iteratively re-weighted points from T (already close)."""
+    sig (n,) px; Gauss-Newton with iteratively re-weighted points from T (already close).
+
+    The pose is carried as (position, normalised quaternion) between iterations, the values a
+    ``Pose`` would hold (its quaternion normalised once), and made a ``Pose`` once at the end."""
+    pos, q, q_raw = T.position, T.quat, None
+    sig2 = sig**2
     for _ in range(iters):
-        uv, J, _ = project_with_jacobian(K, T, obj)
+        uv, J, _ = project_with_jacobian_at(K, pos, rotmat_from_quat(q), obj)
         r = img - uv
-        e = np.linalg.norm(r, axis=1) / sig
-        w = np.where(e <= k, 1.0, k / np.maximum(e, 1e-12)) / sig**2
+        e = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1]) / sig  # np.linalg.norm(axis=1), bit for bit
+        w = np.where(e <= k, 1.0, k / np.maximum(e, 1e-12)) / sig2
         wr = np.repeat(w, 2)
         try:
-            delta = np.linalg.solve(J.T @ (J * wr[:, None]), J.T @ (wr * r.ravel()))
+            delta = np.linalg.solve(J.T @ (J * wr[:, None]), J.T @ (wr * r.ravel()))  # type: ignore[union-attr]
         except np.linalg.LinAlgError:
-            return T
-        T = Pose(T.position + delta[:3], quat_multiply(T.quat, quat_from_rotvec(delta[3:])))
-        if np.linalg.norm(delta[:3]) < 1e-5 and np.linalg.norm(delta[3:]) < 1e-5:  # 10 um, 2 arcsec
             break
-    return T
+        pos = pos + delta[:3]
+        q_raw = quat_multiply(q, quat_from_rotvec(delta[3:]))
+        q = quat_normalize(q_raw)
+        dp, dr = delta[:3], delta[3:]
+        if math.sqrt(dp.dot(dp)) < 1e-5 and math.sqrt(dr.dot(dr)) < 1e-5:  # 10 um, 2 arcsec
+            break
+    return T if q_raw is None else Pose(pos, q_raw)
 
 
 @dataclass(frozen=True)
@@ -1030,6 +1055,7 @@ class FeatureLocalizer:
         self.height = int(camera_model.height)
         self.T_base_cam = T_base_cam if T_base_cam is not None else camera_model.T_base_cam
         self.T_cam_base = self.T_base_cam.inverse()
+        self._last_pool: _Pool | None = None  # built for this camera's image (``_frame_pool``)
 
     def for_camera(self, camera_model: CameraLike, T_base_cam: Pose | None = None) -> FeatureLocalizer:
         """A localizer of another camera on the same map and parameters, sharing the retrieval
@@ -1130,6 +1156,15 @@ class FeatureLocalizer:
             self._near[ids],
             self._far[ids],
         )
+
+    def _frame_pool(self, T_kibo_cam: Pose, margin_px: float) -> _Pool:
+        """The pool of a frame's guided passes: the previous one while it covers T_kibo_cam with room
+        to spare (``POOL_REUSE_SHARE``; consecutive tracking frames), else a new one (``_pool``). The
+        candidates are the same either way (``_candidates`` tests coverage at every pass pose)."""
+        pool = self._last_pool
+        if pool is None or not pool.covers(T_kibo_cam, margin_px, POOL_REUSE_SHARE):
+            pool = self._last_pool = self._pool(T_kibo_cam, margin_px)
+        return pool
 
     def _candidates(
         self, T_kibo_cam: Pose, margin_px: float, pool: _Pool | None = None
@@ -1253,15 +1288,20 @@ class FeatureLocalizer:
             known &= (wr < 0) | ~w.full[wr]
         rows = np.flatnonzero(known & (wr >= 0))  # the known candidates without neighbours have none
         wr = wr[rows]
-        w_nn, w_ham = w.nn[wr], w.ham[wr]
-        du = np.take(feats.uv[:, 0], w_nn) - uv[rows, 0:1]
-        dv = np.take(feats.uv[:, 1], w_nn) - uv[rows, 1:2]
+        nn, w_ham = w.nn[wr], w.ham[wr]
+        du = np.take(feats.uv[:, 0], nn) - uv[rows, 0:1]
+        dv = np.take(feats.uv[:, 1], nn) - uv[rows, 1:2]
         d = np.sqrt(du * du + dv * dv)  # np.linalg.norm(axis=2), bit for bit
-        d[w_ham >= 256] = np.inf
-        order = np.argsort(d, axis=1, kind="stable")  # nearest first, as from the k-d tree
-        d = np.take_along_axis(d, order, axis=1)
-        nn = np.take_along_axis(w_nn, order, axis=1)
-        ham = np.where(d <= radius, np.take_along_axis(w_ham, order, axis=1), 256)
+        ham = np.where(d <= radius, w_ham, 256)  # w_ham 256: no neighbour (whatever its d)
+        # ``_select`` takes each row's first smallest Hamming distance in nearest-first order (as from
+        # the k-d tree): instead of sorting the rows by the new distances, swap the nearest of the
+        # smallest (equal distances: the earlier column, as a stable sort) into column 0
+        best = ham.min(axis=1)
+        col = np.argmin(np.where(ham == best[:, None], d, np.inf), axis=1)
+        r = np.arange(len(rows))
+        first_h, first_n, best_n = ham[:, 0].copy(), nn[:, 0].copy(), nn[r, col]
+        ham[:, 0], nn[:, 0] = best, best_n
+        ham[r, col], nn[r, col] = first_h, first_n  # (col 0: unchanged)
         if not known.all():
             again, _, nn_a, ham_a = self._neighbours(feats, ids, uv, np.flatnonzero(~known), radius)
             rows = np.concatenate([rows, again])
@@ -1275,11 +1315,14 @@ class FeatureLocalizer:
         """Per candidate row (point ``ids[rows]``, keypoints ``nn`` nearest first, Hamming distances
         ``ham``, 256 where none): the best (first minimum: the nearest in the image among equals)
         against the second-best (ratio test), then one-to-one (each keypoint keeps its closest point)."""
-        col = np.argmin(ham, axis=1)
-        best_d = ham[np.arange(len(rows)), col]
-        second = np.partition(ham, 1, axis=1)[:, 1] if ham.shape[1] > 1 else np.full(len(rows), 256)
-        ok = (best_d <= self.params.max_hamming) & (best_d < self.params.ratio * second)
-        sel_p, sel_k, sel_d = rows[ok], nn[ok, col[ok]], best_d[ok]
+        if ham.shape[1] > 1:
+            two = np.partition(ham, 1, axis=1)  # smallest and second smallest first
+            best_d, second = two[:, 0], two[:, 1]
+        else:
+            best_d, second = ham[:, 0], np.full(len(rows), 256)
+        ok = np.flatnonzero((best_d <= self.params.max_hamming) & (best_d < self.params.ratio * second))
+        col = np.argmin(ham[ok], axis=1)  # the first minimum of the rows that pass
+        sel_p, sel_k, sel_d = rows[ok], nn[ok, col], best_d[ok]
         if len(sel_k) == 0:
             return np.zeros(0, int), np.zeros(0, int)
         o = np.lexsort((sel_d, sel_k))
@@ -1338,7 +1381,7 @@ class FeatureLocalizer:
         T = pose_from_rvec_tvec(rvec, tvec)
         for _ in range(3):
             T = _gauss_newton(self.K, T, obj[mask], img[mask], sig[mask], p.robust_k)
-            uv, _, z = project_with_jacobian(self.K, T, obj)
+            uv, _, z = project_with_jacobian_at(self.K, T.position, rotmat_from_quat(T.quat), obj, False)
             new = (np.linalg.norm(uv - img, axis=1) < 2.5 * sig) & (z > p.min_depth)
             if np.array_equal(new, mask) or new.sum() < 6:
                 break
@@ -1352,7 +1395,7 @@ class FeatureLocalizer:
         that search cannot answer exactly."""
         p = self.params
         T = T_kibo_cam
-        pool = self._pool(T, max(radius, p.refine_radius_px))
+        pool = self._frame_pool(T, max(radius, p.refine_radius_px))
         passes = [(radius, p.track_ransac_iters)] + [(p.refine_radius_px, 0)] * p.refine_passes
         window: _Window | None = None
         for i, (r, iters) in enumerate(passes):  # grows while the tight passes have not converged
