@@ -93,9 +93,12 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def spin_until(node, predicate: Callable[[], object], timeout: float, what: str, step: float = 0.05):
+def spin_until(
+    node, predicate: Callable[[], object], timeout: float, what: str | Callable[[], str], step: float = 0.05
+):
     """Spin ``node`` (a node, or an executor holding several) until predicate() is truthy;
-    returns its value or fails naming ``what``."""
+    returns its value or fails naming ``what`` (a callable is called then: e.g. the graph's output
+    at the time of the failure, not at the call)."""
     import rclpy
     from rclpy.executors import Executor
 
@@ -110,4 +113,4 @@ def spin_until(node, predicate: Callable[[], object], timeout: float, what: str,
         value = predicate()
         if value:
             return value
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")

@@ -112,7 +112,7 @@ def test_goal_is_reached_through_the_graph(graph, client):
                 for s in io.statuses
             )
 
-        spin_until(client, arrived, 90.0, f"arrival at the goal\n{graph.output()[-3000:]}")
+        spin_until(client, arrived, 90.0, lambda: f"arrival at the goal\n{graph.output()[-3000:]}")
         pose = io.pose()
         assert np.linalg.norm(pose.position - target.position) < 0.03
         assert math.degrees(quat_angle(pose.quat, target.quat)) < 3.0

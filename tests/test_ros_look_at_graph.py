@@ -67,7 +67,7 @@ def test_the_main_camera_stays_on_the_point_while_flying_past_it(tmp_path):
         handle = sent.result()
         assert handle.accepted, what
         done = handle.get_result_async()
-        spin_until(node, done.done, 120.0, f"{what}\n{g.output()[-3000:]}")
+        spin_until(node, done.done, 120.0, lambda: f"{what}\n{g.output()[-3000:]}")
         return done.result().result
 
     try:

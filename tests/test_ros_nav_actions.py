@@ -96,7 +96,7 @@ class User:
             rclpy.spin_once(self.node, timeout_sec=0.02)
 
     def wait(self, future, timeout: float, what: str):
-        spin_until(self.node, future.done, timeout, f"{what}\n{self.graph.output()[-3000:]}")
+        spin_until(self.node, future.done, timeout, lambda: f"{what}\n{self.graph.output()[-3000:]}")
         return future.result()
 
     def true_position(self) -> np.ndarray:

@@ -73,7 +73,7 @@ def run(node, graph, timeout: float = 60.0, **fields):
     handle = future.result()
     assert handle.accepted
     result = handle.get_result_async()
-    spin_until(node, result.done, timeout, f"camera_task result\n{graph.output()[-3000:]}")
+    spin_until(node, result.done, timeout, lambda: f"camera_task result\n{graph.output()[-3000:]}")
     return result.result().status, result.result().result, feedback
 
 

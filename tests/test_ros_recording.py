@@ -96,7 +96,9 @@ def test_recording_is_readable_by_rosbags_and_replay_reproduces_the_live_ate(tmp
         text=True,
     )
     try:
-        spin_until(executor, lambda: rec.poll() is not None, 180.0, f"the recorder\n{g.output()[-3000:]}")
+        spin_until(
+            executor, lambda: rec.poll() is not None, 180.0, lambda: f"the recorder\n{g.output()[-3000:]}"
+        )
         out = rec.stdout.read()
         assert rec.returncode == 0, out
         assert "intball record: " in out and "messages on" in out
