@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 import zipfile
@@ -502,6 +503,61 @@ def test_tracking_accuracy_on_rendered_frames(feature_map, scene):
     assert np.median(ang_err) < 0.5
     assert np.mean(ang_err < 1.0) >= 0.9
     assert np.mean(ang_err > OK_DEG) <= 0.1 and np.sum(ang_err > 5.0) <= 1
+
+
+def _noisy(rng: np.random.Generator, truth: Pose, pos_std: float, deg_std: float) -> Pose:
+    """truth with Gaussian position (m) and attitude (deg) noise per axis."""
+    turn = quat_from_rotvec(rng.normal(0.0, np.radians(deg_std), 3))
+    return Pose(truth.position + rng.normal(0.0, pos_std, 3), quat_multiply(truth.quat, turn))
+
+
+@pytest.mark.slow
+def test_tight_prior_covariance_skips_the_wide_pass(feature_map, scene):
+    """A prior 3 mm / 0.1 deg off per axis with a covariance saying so (the filter's prediction at
+    5 Hz): tracking starts with the tight passes (``last.tight_start``) and is as accurate as the
+    wide start; a 1 cm / 0.5 deg covariance keeps the wide pass; a covariance that lies (prior
+    4 cm / 2 deg off, 1 mm claimed) falls back to the wide pass and still gives accurate poses; an
+    unusable covariance bounds nothing."""
+    render, cam = scene
+    loc = FeatureLocalizer(feature_map, cam)
+    rng = np.random.default_rng(23)
+    tight_cov = np.diag([0.003**2] * 3 + [np.radians(0.1) ** 2] * 3)
+    loose_cov = np.diag([0.01**2] * 3 + [np.radians(0.5) ** 2] * 3)
+    assert loc.prior_radius_px(tight_cov) <= loc.params.refine_radius_px < loc.prior_radius_px(loose_cov)
+    asymmetric = tight_cov.copy()
+    asymmetric[0, 1] = 1e-3
+    for bad in (np.full((6, 6), np.nan), np.eye(3), -np.eye(6) * 1e-6, asymmetric):
+        assert loc.prior_radius_px(bad) == math.inf
+    tight_err, wide_err, lied_err, frames = [], [], [], 0
+    while frames < 12:
+        truth = random_pose(rng)
+        gray, depth = render(truth)
+        if float(np.median(depth)) < 0.6:
+            continue
+        frames += 1
+
+        good = _noisy(rng, truth, 0.003, 0.1)
+        meas = loc.localize(gray, 1.0, good, tight_cov)
+        if meas is not None:
+            assert loc.last.tight_start
+            tight_err.append(errors(meas, truth)[0])
+        meas = loc.localize(gray, 1.0, good)
+        if meas is not None:
+            assert not loc.last.tight_start
+            wide_err.append(errors(meas, truth)[0])
+        loc.localize(gray, 1.0, good, loose_cov)
+        assert not loc.last.tight_start
+        meas = loc.localize(gray, 1.0, _noisy(rng, truth, 0.04, 2.0), np.eye(6) * 1e-6)
+        if meas is not None:
+            lied_err.append(errors(meas, truth)[0])
+    print(
+        f"tight start {len(tight_err)}/12 median {1e3 * np.median(tight_err):.1f} mm, wide "
+        f"{len(wide_err)}/12 median {1e3 * np.median(wide_err):.1f} mm, lying covariance "
+        f"{len(lied_err)}/12 max {1e3 * max(lied_err):.1f} mm"
+    )
+    assert len(tight_err) >= len(wide_err) - 1 and len(wide_err) >= 9
+    assert np.median(tight_err) < 0.009 and np.median(tight_err) < 1.5 * np.median(wide_err) + 0.001
+    assert len(lied_err) >= 9 and np.median(lied_err) < 0.009 and max(lied_err) < 0.05
 
 
 @pytest.mark.slow

@@ -358,6 +358,7 @@ class _Source:
     def __init__(self, n_markers: int | None, sigma: float = 0.002, ambiguous: bool = False) -> None:
         self.n, self.sigma, self.ambiguous = n_markers, sigma, ambiguous
         self.calls: list[tuple] = []
+        self.covariances: list = []
         self.K = np.array([[160.0, 0, 159.5], [0, 160.0, 119.5], [0, 0, 1]])
         self.T_base_cam = Pose(np.array([-0.1, 0.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]))
 
@@ -370,8 +371,9 @@ class _Source:
             stamp=stamp, T_kibo_base=pose, covariance=cov, n_markers=self.n, ambiguous=self.ambiguous
         )
 
-    def localize(self, gray, stamp, prior=None):
+    def localize(self, gray, stamp, prior=None, prior_covariance=None):
         self.calls.append((stamp, prior))
+        self.covariances.append(prior_covariance)
         return self._meas(stamp)
 
 
@@ -397,6 +399,10 @@ def test_markers_first_features_only_when_markers_are_too_few():
     assert features.calls[0][1] is None  # no prior before the first fix: relocalization
     prior = features.calls[1][1]
     assert prior is not None and np.allclose(prior.position, [2.0, 0.1, 0.2], atol=1e-6)
+    # with the filter's pose covariance (an upper bound at the image stamp); none before the fix
+    cov = features.covariances[1]
+    assert features.covariances[0] is None and cov.shape == (6, 6)
+    assert 0.0 < np.trace(cov[:3, :3]) < 1e-3  # a few cm at most, 0.1 s after the first fix
     assert loc.estimate(0.3)[0] is not None and loc.stats()["outcomes"]["features"]["accepted"] == 2
 
 
@@ -418,8 +424,8 @@ def test_aux_camera_is_used_only_while_the_nav_camera_gives_no_pose():
     aux = _Source(0)
     aux.width, aux.height, aux.shapes = 320, 240, []
     localize = aux.localize
-    aux.localize = lambda gray, stamp, prior=None: (
-        aux.shapes.append(gray.shape) or localize(gray, stamp, prior)
+    aux.localize = lambda gray, stamp, prior=None, prior_covariance=None: (
+        aux.shapes.append(gray.shape) or localize(gray, stamp, prior, prior_covariance)
     )
     nav_features = _Source(None)
     loc = VisualLocalizer(None, _Source(None), nav_features, aux_localizer=aux)

@@ -71,7 +71,9 @@ SOURCES = ("markers", "features", "icp", "single_marker", "aux_features")
 class FrameLocalizer(Protocol):
     """A natural-feature localizer (``intball_nav.vision.feature_map.FeatureLocalizer``)."""
 
-    def localize(self, gray: np.ndarray, stamp: float, prior: Pose | None = None) -> Any: ...
+    def localize(
+        self, gray: np.ndarray, stamp: float, prior: Pose | None = None, prior_covariance: Any = None
+    ) -> Any: ...
 
 
 class PointCloudLocalizer(Protocol):
@@ -204,7 +206,7 @@ class VisualLocalizer:
         else:
             out.append(("markers", "no_pose", n_markers, math.nan))
         if not fused and self.features is not None:
-            fm = self.features.localize(gray_left, stamp, self._prior_at(stamp))
+            fm = self.features.localize(gray_left, stamp, self._prior_at(stamp), self._prior_covariance())
             if fm is None:
                 out.append(("features", "no_pose", 0, math.nan))
             else:
@@ -252,7 +254,7 @@ class VisualLocalizer:
             import cv2  # noqa: PLC0415
 
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        fm = aux.localize(gray, stamp, self._prior_at(stamp))
+        fm = aux.localize(gray, stamp, self._prior_at(stamp), self._prior_covariance())
         out = [("aux_features", "no_pose", 0, math.nan) if fm is None else self._fuse("aux_features", fm, 0)]
         return self._outcomes(stamp, out, c0, self.aux_costs)
 
@@ -295,6 +297,12 @@ class VisualLocalizer:
             return None
         i = bisect_right(self._hist_t, stamp) - 1
         return self._hist_pose[max(i, 0)]
+
+    def _prior_covariance(self) -> np.ndarray | None:
+        """(6,6) pose covariance of the filter's newest state, None before it has one: an upper
+        bound of the covariance at an earlier image stamp (it grows between visual updates)."""
+        nav = self.eskf.core.nav
+        return None if nav is None else nav.pose_covariance
 
     def _stereo_points(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """(N,3) m, left optical frame: points of the rectified stereo pair (semi-global matching

@@ -188,6 +188,11 @@ class FeatureLocalizerParams:
         while the last one moved the pose by more than converged_m (m) or its optical axis by more
         than converged_rad (rad): a first pass off the optimum is pulled back a few cm per pass.
     fallback_reloc : relocalize when tracking with a prior fails.
+    prior_sigmas, prior_near_m : with a prior covariance (``localize(..., prior_covariance=)``),
+        the prior's reprojection error is bounded by ``prior_sigmas`` standard deviations of its
+        attitude plus its position seen at ``prior_near_m``; within ``refine_radius_px`` the wide
+        RANSAC pass is skipped (the tight passes start from the prior), else it runs as without a
+        covariance; a tight start that fails falls back to the wide pass.
     """
 
     keypoint_sigma_px: float = 0.7
@@ -224,6 +229,8 @@ class FeatureLocalizerParams:
     converged_m: float = 0.005
     converged_rad: float = 0.005
     fallback_reloc: bool = True
+    prior_sigmas: float = 3.0
+    prior_near_m: float = 0.5
 
     def __post_init__(self) -> None:
         positive = (
@@ -240,6 +247,8 @@ class FeatureLocalizerParams:
             "robust_k",
             "converged_m",
             "converged_rad",
+            "prior_sigmas",
+            "prior_near_m",
         )
         for name in positive:
             if not getattr(self, name) > 0.0:
@@ -984,7 +993,8 @@ class LocalizationStats:
 
     mode : ``track``, ``reloc`` or ``track+reloc``; n_keypoints : ORB features in the frame;
     n_matches, n_inliers : final guided matches and inliers; rms_px; rejected : gate that refused
-    the pose (empty when accepted)."""
+    the pose (empty when accepted); tight_start : tracking started with the tight passes (the
+    prior covariance allowed it; ``FeatureLocalizerParams.prior_sigmas``)."""
 
     mode: str = ""
     n_keypoints: int = 0
@@ -993,6 +1003,7 @@ class LocalizationStats:
     rms_px: float = float("nan")
     rejected: str = ""
     n_projected: int = 0
+    tight_start: bool = False
 
 
 class FeatureLocalizer:
@@ -1072,12 +1083,18 @@ class FeatureLocalizer:
         return _orb(gray, self.detector)
 
     def localize(
-        self, gray: np.ndarray, stamp: float = 0.0, prior: Pose | None = None
+        self,
+        gray: np.ndarray,
+        stamp: float = 0.0,
+        prior: Pose | None = None,
+        prior_covariance: np.ndarray | None = None,
     ) -> PoseMeasurement | None:
         """Pose of the camera and robot from one image, or None when no pose passes the gates.
 
         gray : (H,W) uint8 (or RGB) image of this camera. stamp : s, capture time.
         prior : predicted robot pose T_kibo_base (tracking); None relocalizes (unknown start).
+        prior_covariance : optional (6,6) [dp m kibo, dtheta rad body] of the prior (e.g. the
+        filter's): when it is tight enough (``prior_radius_px``) tracking skips its wide pass.
         """
         uv, octave, desc = self.detect(gray)
         feats = _Frame(uv, octave, desc, cKDTree(uv) if len(uv) else None)
@@ -1088,9 +1105,20 @@ class FeatureLocalizer:
         mode = "track"
         sol = None
         reason = ""
+        tight = False
         if prior is not None:
             prior_cam = prior.compose(self.T_base_cam)
-            sol, reason = self._gate(self._guided(feats, prior_cam, self.params.track_radius_px), prior_cam)
+            if prior_covariance is not None:
+                tight = self.prior_radius_px(prior_covariance) <= self.params.refine_radius_px
+            sol, reason = None, ""
+            if tight:
+                sol, reason = self._gate(
+                    self._guided(feats, prior_cam, self.params.refine_radius_px, True), prior_cam
+                )
+            if sol is None:
+                sol, reason = self._gate(
+                    self._guided(feats, prior_cam, self.params.track_radius_px), prior_cam
+                )
             if sol is None and self.params.fallback_reloc:
                 mode = "track+reloc"
         else:
@@ -1102,9 +1130,27 @@ class FeatureLocalizer:
             return None
         meas = self._measurement(sol, stamp)
         self.last = LocalizationStats(
-            mode, n_kp, sol.n_candidates, len(sol.obj), meas.rms_px, "", sol.n_projected
+            mode, n_kp, sol.n_candidates, len(sol.obj), meas.rms_px, "", sol.n_projected, tight
         )
         return meas
+
+    def prior_radius_px(self, prior_covariance: np.ndarray) -> float:
+        """px, bound on the reprojection error of a prior with covariance (6,6) [dp m kibo, dtheta
+        rad body]: ``prior_sigmas`` standard deviations (largest eigenvalue of each block) of the
+        attitude, plus of the position seen at ``prior_near_m``, times the larger focal length;
+        inf for a covariance that is not finite, symmetric positive semi-definite."""
+        C = np.asarray(prior_covariance, dtype=float)
+        if C.shape != (6, 6) or not np.all(np.isfinite(C)) or not np.allclose(C, C.T, rtol=1e-6, atol=1e-15):
+            return math.inf
+        try:
+            ep, ea = np.linalg.eigvalsh(C[:3, :3]), np.linalg.eigvalsh(C[3:, 3:])
+        except np.linalg.LinAlgError:
+            return math.inf
+        if min(ep[0], ea[0]) < -1e-12:
+            return math.inf
+        p = self.params
+        sp, sa = math.sqrt(max(ep[-1], 0.0)), math.sqrt(max(ea[-1], 0.0))
+        return p.prior_sigmas * max(self.K[0, 0], self.K[1, 1]) * (sa + sp / p.prior_near_m)
 
     # ------------------------------------------------------------------ matching
     def _pool(self, T_kibo_cam: Pose, margin_px: float) -> _Pool:
@@ -1388,15 +1434,21 @@ class FeatureLocalizer:
             mask = new
         return T, mask
 
-    def _guided(self, feats: _Frame, T_kibo_cam: Pose, radius: float) -> _Solution | None:
+    def _guided(
+        self, feats: _Frame, T_kibo_cam: Pose, radius: float, tight_start: bool = False
+    ) -> _Solution | None:
         """Guided matching around a predicted pose, solve, then the tight passes; a tight pass after
         another re-matches that pass's candidates from its neighbour search (``_rematch``) when the
         pose moved little, else takes the candidates at the new pose and searches again only those
-        that search cannot answer exactly."""
+        that search cannot answer exactly. ``tight_start``: no wide RANSAC pass, the tight passes
+        start from the prior (``localize`` with a tight prior covariance)."""
         p = self.params
         T = T_kibo_cam
         pool = self._frame_pool(T, max(radius, p.refine_radius_px))
-        passes = [(radius, p.track_ransac_iters)] + [(p.refine_radius_px, 0)] * p.refine_passes
+        if tight_start:
+            passes = [(p.refine_radius_px, 0)] * max(p.refine_passes, 1)
+        else:
+            passes = [(radius, p.track_ransac_iters)] + [(p.refine_radius_px, 0)] * p.refine_passes
         window: _Window | None = None
         for i, (r, iters) in enumerate(passes):  # grows while the tight passes have not converged
             again = None
@@ -1425,7 +1477,7 @@ class FeatureLocalizer:
                 return None
             T_before, (T, mask) = T, res
             last = i + 1 == len(passes)
-            if last and not iters and len(passes) < 1 + p.refine_passes + p.extra_refine_passes:
+            if last and not iters and len(passes) < 1 + p.refine_passes + p.extra_refine_passes - tight_start:
                 # a first pass that landed off the optimum (a few chance matches) is pulled back by
                 # each tight pass: keep going while a pass still moves the pose
                 if not _close(T, T_before, p.converged_m, p.converged_rad):
