@@ -11,8 +11,10 @@
   1. fiducial markers (``MarkerLocalizer``): used alone when at least
      ``params.min_markers`` markers agree;
   2. natural features (an optional ``FeatureLocalizer``-like object with
-     ``localize(gray, stamp, prior) -> PoseMeasurement | None``), tried when the markers gave
-     fewer than ``min_markers``; the prior is the filter's estimate at ``stamp``;
+     ``localize(gray, stamp, prior, prior_covariance) -> PoseMeasurement | None``), tried when the
+     markers gave fewer than ``min_markers``; the prior is the filter's estimate at ``stamp``, its
+     covariance the filter's newest (an upper bound at ``stamp``: it lets tracking skip its wide
+     pass when the prediction is tight);
   3. stereo geometry (an optional ``IcpLocalizer``-like object with
      ``refine(points_cam, prior, stamp) -> PoseMeasurement | None``), tried when neither gave a
      pose and a right image is given, with the stereo points of ``intball_nav.vision.stereo``;
