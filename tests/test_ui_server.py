@@ -919,7 +919,9 @@ def test_snapshot_file_is_downlinked_capped_paced_and_downloadable():
             obs = await h.client(OBS_TOKEN)
             await op.post("/api/control/take", json={})
             r = await op.post("/api/commands", json={"kind": "camera_task", "payload": {"task": "snapshot"}})
-            task = await final_state(op, (await r.json())["command"]["id"])
+            # its final ack comes down the 30 %-loss link: a lost one is asked again by the ground's
+            # status poll every 10 s, so allow a few polls
+            task = await final_state(op, (await r.json())["command"]["id"], timeout=60.0)
             assert task["state"] == "completed", task
             assert "files: snapshot_" in task["reason"] and "downlinking 1 image(s)" in task["reason"]
             t0 = time.monotonic()
@@ -949,7 +951,20 @@ def test_snapshot_file_is_downlinked_capped_paced_and_downloadable():
                 f"file: {len(data)} B in {f['chunks']} chunks, {elapsed:.2f} s, {f['resends']} resend "
                 f"request(s), onboard sent {h.stack.onboard.files.sent_bytes} B"
             )
-            assert (await obs.get("/api/files/0123456789ab")).status == 404
+
+    run(body())
+
+
+def test_unknown_file_ids_are_refused_on_the_ground_or_failed_onboard():
+    """A file id that is not one is refused by the ground (400); a well-formed id the robot does
+    not keep gets a 404 for the download and a file_resend that fails onboard with the reason
+    (lossless link: a lost final ack would only add the ground's 10 s status polls)."""
+
+    async def body():
+        async with Harness(overrides=FAST_LINK) as h:
+            op = await h.client(OP_TOKEN)
+            await op.post("/api/control/take", json={})
+            assert (await op.get("/api/files/0123456789ab")).status == 404
             r = await op.post(
                 "/api/commands", json={"kind": "file_resend", "payload": {"id": "xyz", "chunks": [0]}}
             )
@@ -958,9 +973,8 @@ def test_snapshot_file_is_downlinked_capped_paced_and_downloadable():
                 "/api/commands",
                 json={"kind": "file_resend", "payload": {"id": "0123456789ab", "chunks": [0]}},
             )
-            # its final ack comes down the 30 %-loss link: a lost one is asked again by the ground's
-            # status poll every 10 s, so allow a few polls
-            gone = await final_state(op, (await r.json())["command"]["id"], timeout=60.0)
+            gone = await final_state(op, (await r.json())["command"]["id"], timeout=30.0)
             assert gone["state"] == "failed" and "no longer kept onboard" in gone["reason"]
+            assert h.stack is not None
 
     run(body())
