@@ -124,7 +124,7 @@ class OrbParams:
     fast_threshold: int = 10
 
     def create(self) -> cv2.ORB:
-        return cv2.ORB_create(
+        return cv2.ORB_create(  # type: ignore[attr-defined]  # missing from OpenCV's stubs
             nfeatures=self.n_features,
             scaleFactor=self.scale_factor,
             nlevels=self.n_levels,
@@ -376,7 +376,8 @@ def save_feature_map(fmap: FeatureMap, path: str | Path) -> Path:
         np.savez_compressed(
             fh,
             meta=np.array(json.dumps(meta, sort_keys=True)),
-            **{name: np.ascontiguousarray(getattr(fmap, name), dtype=_DTYPES[name]) for name in _ARRAY_SPECS},
+            # numpy's stub types **kwds like its bool allow_pickle
+            **{name: np.ascontiguousarray(getattr(fmap, name), dtype=_DTYPES[name]) for name in _ARRAY_SPECS},  # type: ignore[arg-type]
         )
     tmp.replace(path)
     return path
@@ -668,16 +669,18 @@ def build_feature_map_from_views(
         cand = [j for j in tree.query_ball_point(centres[i], p.max_pair_distance) if j != i]
         cand = [j for j in cand if axes[i] @ axes[j] >= cos_max]
         ranked = []
+        xyz = feats[i].xyz
         for j in cand:
-            if feats[i].xyz is not None and len(feats[i].xyz):
-                pc = (feats[i].xyz - feats[j].c) @ feats[j].R
+            ov: float
+            if xyz is not None and len(xyz):
+                pc = (xyz - feats[j].c) @ feats[j].R
                 z = pc[:, 2]
                 ok = z > 0.05
                 u = K[0, 0] * pc[ok, 0] / z[ok] + K[0, 2]
                 vv = K[1, 1] * pc[ok, 1] / z[ok] + K[1, 2]
                 ov = np.count_nonzero((u >= 0) & (u <= W - 1) & (vv >= 0) & (vv <= H - 1)) / len(z)
             else:
-                ov = float(axes[i] @ axes[j]) / (1.0 + np.linalg.norm(centres[i] - centres[j]))
+                ov = float(axes[i] @ axes[j]) / (1.0 + float(np.linalg.norm(centres[i] - centres[j])))
             if ov >= p.min_pair_overlap:
                 ranked.append((ov, j))
         ranked.sort(reverse=True)
@@ -736,19 +739,19 @@ def build_feature_map_from_views(
             break
         retry: list[np.ndarray] = []
         by_len: dict[int, list[np.ndarray]] = {}
-        for t in pending:
-            by_len.setdefault(len(t), []).append(t)
+        for track in pending:
+            by_len.setdefault(len(track), []).append(track)
         for L, group in by_len.items():
             M = np.array(group)  # (T,L)
             sig = scale ** all_oct[M]
             X, err, z = _triangulate(Ps[view_of[M]], all_uv[M], 1.0 / sig)
             bad = (err > p.max_reproj_px * sig) | (z < 0.05) | ~np.isfinite(err)
-            for t in range(len(M)):
-                if not bad[t].any():
-                    kept_X.append(X[t])
-                    kept_members.append(M[t])
-                elif L - bad[t].sum() >= p.min_track and bad[t].sum() < L / 2:
-                    retry.append(M[t][~bad[t]])
+            for row in range(len(M)):
+                if not bad[row].any():
+                    kept_X.append(X[row])
+                    kept_members.append(M[row])
+                elif L - bad[row].sum() >= p.min_track and bad[row].sum() < L / 2:
+                    retry.append(M[row][~bad[row]])
         pending = retry
     if not kept_X:
         raise FeatureMapError("map build: no point survived triangulation (too few or too similar views)")
@@ -760,25 +763,25 @@ def build_feature_map_from_views(
     drange = np.zeros((len(X), 2))
     cos_par = np.cos(np.radians(p.min_parallax_deg))
     n_depth_rejected = 0
-    for t, (x, mem) in enumerate(zip(X, kept_members, strict=True)):
+    for j, (x, mem) in enumerate(zip(X, kept_members, strict=True)):
         vs = view_of[mem]
         rays = centres[vs] - x
         dist = np.linalg.norm(rays, axis=1)
         u = rays / dist[:, None]
         if np.min(u @ u.T) > cos_par:
-            keep[t] = False
+            keep[j] = False
             continue
         if all_depth is not None:
             pc = np.einsum("lji,lj->li", np.array([feats[v].R for v in vs]), x - centres[vs])
             d_img = all_depth[mem]
             dz = np.median(np.abs(pc[:, 2] - d_img) - (p.depth_tol_abs + p.depth_tol_rel * d_img))
             if dz > 0.0:
-                keep[t] = False
+                keep[j] = False
                 n_depth_rejected += 1
                 continue
         m = u.mean(axis=0)
-        dirs[t] = m / np.linalg.norm(m)
-        drange[t] = dist.min(), dist.max()
+        dirs[j] = m / np.linalg.norm(m)
+        drange[j] = dist.min(), dist.max()
     idx = np.flatnonzero(keep)
     say(
         f"points: {len(idx)} kept of {len(X)} triangulated ({n_depth_rejected} failed the depth check) "
@@ -788,8 +791,8 @@ def build_feature_map_from_views(
     desc = np.zeros((len(idx), DESCRIPTOR_BYTES), np.uint8)
     n_obs = np.zeros(len(idx), np.int32)
     kf_lists: list[list[int]] = [[] for _ in range(n_views)]
-    for new, t in enumerate(idx):
-        mem = kept_members[t]
+    for new, old in enumerate(idx):
+        mem = kept_members[old]
         D = all_desc[mem]
         cost = hamming(D[:, None, :], D[None, :, :]).sum(axis=1)
         desc[new] = D[int(np.argmin(cost))]
