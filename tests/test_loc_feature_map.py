@@ -145,11 +145,27 @@ def test_hamming_broadcasts_rows():
     np.testing.assert_array_equal(hamming(a[:, None, :], a[None, :, :]), expected)
 
 
-def _pool_test_camera(f: float = 160.0):
+def _test_camera(f: float = 160.0):
+    """A 320x240 camera model with focal length f px, mounted at the base_link origin."""
     from types import SimpleNamespace
 
     K = np.array([[f, 0.0, 159.5], [0.0, f, 119.5], [0.0, 0.0, 1.0]])
     return SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
+
+
+def _synthetic_scene(seed: int, n: int = 3000):
+    """(rng, map, camera): a seeded random map of n points 0.5-4 m in front of the identity pose of
+    ``_test_camera()``, all facing it, and the generator that drew them (for the test's own draws)."""
+    rng = np.random.default_rng(seed)
+    fmap = tiny_map(n=n, seed=seed)
+    points = rng.uniform([-2.0, -1.5, 0.5], [2.0, 1.5, 4.0], (n, 3))
+    fmap = dataclasses.replace(
+        fmap,
+        points=points,
+        view_dirs=np.tile(np.array([0.0, 0.0, -1.0], np.float32), (n, 1)),
+        dist_range=np.tile(np.array([0.3, 5.0], np.float32), (n, 1)),
+    )
+    return rng, fmap, _test_camera()
 
 
 def _pool_test_localizer(rng: np.random.Generator) -> FeatureLocalizer:
@@ -166,7 +182,7 @@ def _pool_test_localizer(rng: np.random.Generator) -> FeatureLocalizer:
         view_dirs=(dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32),
         dist_range=np.column_stack([lo, lo * rng.uniform(1.0, 3.0, n)]).astype(np.float32),
     )
-    return FeatureLocalizer(fmap, _pool_test_camera())
+    return FeatureLocalizer(fmap, _test_camera())
 
 
 def test_candidate_pool_is_exact_for_nearby_poses():
@@ -255,7 +271,7 @@ def test_frame_pool_is_reused_only_within_its_room_and_gives_the_same_candidates
     # another camera on the same localizer object (a wider field of view): never the other's pool
     T0 = Pose(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
     pool = loc._frame_pool(T0, 20.0)
-    wide = loc.for_camera(_pool_test_camera(f=80.0))
+    wide = loc.for_camera(_test_camera(f=80.0))
     wide_pool = wide._frame_pool(T0, 20.0)
     assert wide_pool is not pool and loc._frame_pool(T0, 20.0) is pool
     ids_full, _ = wide._candidates(T0, 20.0)
@@ -270,22 +286,9 @@ def test_rematch_equals_a_new_search_while_the_pose_moves_little():
     Seeded synthetic frame: keypoints at the projections of half the visible map points (0.5 px
     noise, descriptors with 0-20 flipped bits), look-alikes 2-6 px from half of those (10-30 bits)
     and random distractors."""
-    from types import SimpleNamespace
-
     from intball_nav.vision.feature_map import REMATCH_SLACK_PX, _Frame
 
-    rng = np.random.default_rng(5)
-    n = 3000
-    fmap = tiny_map(n=n, seed=5)
-    points = rng.uniform([-2.0, -1.5, 0.5], [2.0, 1.5, 4.0], (n, 3))  # in front of the camera
-    fmap = dataclasses.replace(
-        fmap,
-        points=points,
-        view_dirs=np.tile(np.array([0.0, 0.0, -1.0], np.float32), (n, 1)),
-        dist_range=np.tile(np.array([0.3, 5.0], np.float32), (n, 1)),
-    )
-    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
-    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
+    rng, fmap, cam = _synthetic_scene(5)
     loc = FeatureLocalizer(fmap, cam)
     T0 = Pose(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
     ids, uv = loc._candidates(T0, 4.0)
@@ -350,8 +353,6 @@ def test_rematch_searches_again_only_the_candidates_that_moved():
     of the camera, 15 % at 0.3-0.6 m; keypoints at the projections of half the candidates from the
     true pose (1.5 cm from the pose of the neighbour search: the near points moved 4-8 px, beyond
     that search), 0.5 px noise, 0-20 flipped descriptor bits, and random distractors."""
-    from types import SimpleNamespace
-
     from intball_nav.vision.feature_map import REMATCH_SLACK_PX, _Frame
 
     rng = np.random.default_rng(7)
@@ -365,9 +366,7 @@ def test_rematch_searches_again_only_the_candidates_that_moved():
         view_dirs=np.tile(np.array([0.0, 0.0, -1.0], np.float32), (n, 1)),
         dist_range=np.tile(np.array([0.2, 5.0], np.float32), (n, 1)),
     )
-    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
-    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
-    loc = FeatureLocalizer(fmap, cam)
+    loc = FeatureLocalizer(fmap, _test_camera())
 
     def pose(shift_m: float) -> Pose:
         return Pose(np.array([shift_m, -0.5 * shift_m, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]))
@@ -675,25 +674,6 @@ def test_map_build_cli_writes_a_valid_map(tmp_path):
 
 
 # ------------------------------------------------------------------------------ pose refinement
-def _synthetic_scene(seed: int, n: int = 3000):
-    """A localizer over a random point cloud in front of an identity camera (160 px focal length,
-    320x240) and the visible map points' ids and projections at the identity pose."""
-    from types import SimpleNamespace
-
-    rng = np.random.default_rng(seed)
-    fmap = tiny_map(n=n, seed=seed)
-    points = rng.uniform([-2.0, -1.5, 0.5], [2.0, 1.5, 4.0], (n, 3))
-    fmap = dataclasses.replace(
-        fmap,
-        points=points,
-        view_dirs=np.tile(np.array([0.0, 0.0, -1.0], np.float32), (n, 1)),
-        dist_range=np.tile(np.array([0.3, 5.0], np.float32), (n, 1)),
-    )
-    K = np.array([[160.0, 0.0, 159.5], [0.0, 160.0, 119.5], [0.0, 0.0, 1.0]])
-    cam = SimpleNamespace(K=K, width=320, height=240, T_base_cam=Pose(np.zeros(3), np.array([0, 0, 0, 1.0])))
-    return rng, fmap, cam
-
-
 def test_pose_refinement_weights_octaves_and_bounds_wrong_matches():
     """``_gauss_newton``: exact on exact data from a 5 cm / 3 deg start; with noisy high-octave
     keypoints (std 3 px) among precise ones (0.5 px) and 10 % wrong matches (8-20 px off), the
