@@ -97,7 +97,6 @@ from intball_nav.vision.camera_geometry import (
     pose_from_rvec_tvec,
     project_with_jacobian,
     project_with_jacobian_at,
-    rvec_tvec_from_pose,
 )
 from intball_nav.vision.markers import CameraLike, PoseMeasurement
 
@@ -373,12 +372,11 @@ def save_feature_map(fmap: FeatureMap, path: str | Path) -> Path:
     meta["version"] = FORMAT_VERSION
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            meta=np.array(json.dumps(meta, sort_keys=True)),
-            # numpy's stub types **kwds like its bool allow_pickle
-            **{name: np.ascontiguousarray(getattr(fmap, name), dtype=_DTYPES[name]) for name in _ARRAY_SPECS},  # type: ignore[arg-type]
-        )
+        arrays = {
+            name: np.ascontiguousarray(getattr(fmap, name), dtype=_DTYPES[name]) for name in _ARRAY_SPECS
+        }
+        # numpy's stub types **kwds like its bool allow_pickle
+        np.savez_compressed(fh, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path
 
@@ -1388,12 +1386,11 @@ class FeatureLocalizer:
         if len(obj) < 6:
             return None
         if iters == 0 and T0 is not None:
-            rvec, tvec = rvec_tvec_from_pose(T0)
-            uv, z = self._project(rvec, tvec, obj)
+            uv, _, z = project_with_jacobian_at(self.K, T0.position, rotmat_from_quat(T0.quat), obj, False)
             mask = (np.linalg.norm(uv - img, axis=1) < p.ransac_reproj_px * sig) & (z > p.min_depth)
             if mask.sum() < 6:
                 return None
-            return self._refine(obj, img, sig, mask, rvec, tvec)
+            return self._refine(obj, img, sig, mask, T0)
         try:
             ok, rvec, tvec, inl = cv2.solvePnPRansac(
                 obj.reshape(-1, 1, 3),
@@ -1411,23 +1408,14 @@ class FeatureLocalizer:
             return None
         mask = np.zeros(len(obj), dtype=bool)
         mask[inl.ravel()] = True
-        return self._refine(obj, img, sig, mask, rvec, tvec)
-
-    def _project(self, rvec: np.ndarray, tvec: np.ndarray, obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(uv (n,2) px, z (n,) m) of map points obj (n,3) m, kibo frame, for OpenCV's (rvec, tvec)."""
-        R, _ = cv2.Rodrigues(rvec)
-        pc = obj @ R.T + np.asarray(tvec, dtype=float).reshape(3)
-        z = pc[:, 2]
-        uv = pc[:, :2] / z[:, None] * (self.K[0, 0], self.K[1, 1]) + self.K[:2, 2]
-        return uv, z
+        return self._refine(obj, img, sig, mask, pose_from_rvec_tvec(rvec, tvec))
 
     def _refine(
-        self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, mask: np.ndarray, rvec, tvec
+        self, obj: np.ndarray, img: np.ndarray, sig: np.ndarray, mask: np.ndarray, T: Pose
     ) -> tuple[Pose, np.ndarray]:
-        """Robust weighted least squares on the inliers (``_gauss_newton``), then the inlier test
-        at 2.5 sigma, repeated until the inlier set is stable (at most 3 times)."""
+        """Robust weighted least squares on the inliers from T_kibo_cam ``T`` (``_gauss_newton``),
+        then the inlier test at 2.5 sigma, repeated until the inlier set is stable (at most 3 times)."""
         p = self.params
-        T = pose_from_rvec_tvec(rvec, tvec)
         for _ in range(3):
             T = _gauss_newton(self.K, T, obj[mask], img[mask], sig[mask], p.robust_k)
             uv, _, z = project_with_jacobian_at(self.K, T.position, rotmat_from_quat(T.quat), obj, False)
@@ -1452,6 +1440,7 @@ class FeatureLocalizer:
             passes = [(p.refine_radius_px, 0)] * max(p.refine_passes, 1)
         else:
             passes = [(radius, p.track_ransac_iters)] + [(p.refine_radius_px, 0)] * p.refine_passes
+        most_passes = len(passes) + p.extra_refine_passes
         window: _Window | None = None
         for i, (r, iters) in enumerate(passes):  # grows while the tight passes have not converged
             again = None
@@ -1480,7 +1469,7 @@ class FeatureLocalizer:
                 return None
             T_before, (T, mask) = T, res
             last = i + 1 == len(passes)
-            if last and not iters and len(passes) < 1 + p.refine_passes + p.extra_refine_passes - tight_start:
+            if last and not iters and len(passes) < most_passes:
                 # a first pass that landed off the optimum (a few chance matches) is pulled back by
                 # each tight pass: keep going while a pass still moves the pose
                 if not _close(T, T_before, p.converged_m, p.converged_rad):
