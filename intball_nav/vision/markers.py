@@ -358,7 +358,7 @@ class MarkerLocalizer:
                 break
             inliers = fit
             T = self._refine(T, inliers)
-        if len(inliers) == 1 and self._view_angles(T, inliers)[0] > np.radians(p.max_view_angle_deg):
+        if len(inliers) == 1 and self._view_angle(T, inliers[0]) > np.radians(p.max_view_angle_deg):
             return None  # one marker seen nearly edge-on: biased corners (``max_view_angle_deg``)
 
         # (e) covariance
@@ -394,14 +394,11 @@ class MarkerLocalizer:
             ambiguous=ambiguous,
         )
 
-    def _view_angles(self, T_kibo_cam: Pose, dets: list[MarkerDetection]) -> np.ndarray:
-        """(n,) rad, angle between each marker's normal and its line of sight from T_kibo_cam."""
-        out = np.empty(len(dets))
-        for i, d in enumerate(dets):
-            m = self.map[d.marker_id].marker
-            v = T_kibo_cam.position - m.pose.position
-            out[i] = np.arccos(np.clip(v @ m.normal / max(float(np.linalg.norm(v)), 1e-12), -1.0, 1.0))
-        return out
+    def _view_angle(self, T_kibo_cam: Pose, det: MarkerDetection) -> float:
+        """rad, angle between the marker's normal and its line of sight from T_kibo_cam."""
+        m = self.map[det.marker_id].marker
+        v = T_kibo_cam.position - m.pose.position
+        return float(np.arccos(np.clip(v @ m.normal / max(float(np.linalg.norm(v)), 1e-12), -1.0, 1.0)))
 
     def localize(self, gray: np.ndarray, stamp: float = 0.0) -> PoseMeasurement | None:
         """``estimate(detect(gray), stamp)``."""
