@@ -70,6 +70,14 @@ class CameraImages:
         the estimate at the image's stamp (``pose_source: estimate``, ``pose_stamp`` = the image
         stamp); if the estimates do not cover that instant within ``POSE_WAIT_S``, the latest one,
         marked ``pose_source: estimate_latest`` with its own ``pose_stamp``."""
+        rgb = convert.array_from_image(img)
+        K = np.asarray(self._camera.K, dtype=float)
+        if width or height:  # checked before any wait: a bad size fails at once
+            w = width or round(rgb.shape[1] * height / rgb.shape[0])
+            h = height or round(rgb.shape[0] * width / rgb.shape[1])
+            if not (8 <= w <= 4096 and 8 <= h <= 4096):
+                raise CameraTaskFailed(f"snapshot size {w}x{h} px out of range 8..4096")
+            rgb, K = resize_image(rgb, K, w, h)
         stamp = convert.time_from_stamp(img.header.stamp)
         await self._wait_estimate(goal_handle, token, stamp)
         T_kibo_base = self._estimate_at(stamp)
@@ -77,14 +85,6 @@ class CameraImages:
         if T_kibo_base is None:
             T_kibo_base, pose_source = self._pose_now(), "estimate_latest"
             pose_stamp = self._odom_history[-1][0] if self._odom_history else float("nan")
-        rgb = convert.array_from_image(img)
-        K = np.asarray(self._camera.K, dtype=float)
-        if width or height:
-            w = width or round(rgb.shape[1] * height / rgb.shape[0])
-            h = height or round(rgb.shape[0] * width / rgb.shape[1])
-            if not (8 <= w <= 4096 and 8 <= h <= 4096):
-                raise CameraTaskFailed(f"snapshot size {w}x{h} px out of range 8..4096")
-            rgb, K = resize_image(rgb, K, w, h)
         meta = SnapshotMeta(
             stamp, T_kibo_base, T_kibo_base.compose(self._camera.T_base_cam), K, rgb.shape[1], rgb.shape[0],
             self._camera.frame_id,
