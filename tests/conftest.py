@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 
 import pytest
 
@@ -55,3 +56,16 @@ def ros_domain_per_module():
     os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN_ID + 2 * (next(_module_index) % 60))
     yield
     os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN_ID)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def rclpy_context_released(request):
+    """A module must not leave rclpy's default context initialised: the next module's
+    ``rclpy.init()`` would fail with "Context.init() must only be called once", far from the
+    cause. The context is shut down here and the module's last test gets an error naming it
+    (``ros_graph_helpers.rclpy_initialised`` avoids the leak)."""
+    yield
+    rclpy = sys.modules.get("rclpy")
+    if rclpy is not None and rclpy.ok():
+        rclpy.try_shutdown()
+        pytest.fail(f"{request.module.__name__} left rclpy's default context initialised", pytrace=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -114,3 +115,35 @@ def spin_until(
         if value:
             return value
     raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
+
+
+@contextlib.contextmanager
+def rclpy_initialised():
+    """``rclpy.init()`` for the length of a with-block (in a fixture: around its ``yield``).
+
+    The default context is shut down however the block ends. A set-up that fails half-way (a
+    timeout waiting for a server, say) must not leave it initialised: every later
+    ``rclpy.init()`` in the session would raise "Context.init() must only be called once"."""
+    import rclpy
+
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
+
+
+ACTION_SERVICES = ("send_goal", "cancel_goal", "get_result")
+
+
+def action_server_seen(node, action: str) -> str:
+    """What ``node``'s graph knows of ``action``'s five endpoints, for a failed wait: the goal,
+    cancel and result services and the feedback and status publishers."""
+    base = action.rstrip("/") + "/_action/"
+    services = {name for name, _ in node.get_service_names_and_types()}
+    parts = [
+        f"{s}: {'seen' if base + s in services else 'not seen'}"
+        for s in ("send_goal", "cancel_goal", "get_result")
+    ]
+    parts += [f"{t} publishers: {node.count_publishers(base + t)}" for t in ("feedback", "status")]
+    return f"{action} ({', '.join(parts)})"

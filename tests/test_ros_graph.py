@@ -12,7 +12,14 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import Graph, ensure_domain_id, isolated_domain_id, pid_alive, spin_until
+from ros_graph_helpers import (
+    Graph,
+    ensure_domain_id,
+    isolated_domain_id,
+    pid_alive,
+    rclpy_initialised,
+    spin_until,
+)
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -30,11 +37,10 @@ pytestmark = pytest.mark.ros
 
 @pytest.fixture(scope="module")
 def client():
-    rclpy.init()
-    node = rclpy.create_node("test_ros_graph_client")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_initialised():
+        node = rclpy.create_node("test_ros_graph_client")
+        yield node
+        node.destroy_node()
 
 
 class Listener:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import Graph, ensure_domain_id, spin_until
+from ros_graph_helpers import Graph, ensure_domain_id, rclpy_initialised, spin_until
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -54,7 +54,6 @@ class User:
     """What a user's program holds: action clients, service clients, a few subscriptions."""
 
     def __init__(self, graph) -> None:
-        rclpy.init()
         self.graph = graph
         self.node = n = rclpy.create_node("test_nav_user")
         self.truth: Odometry | None = None
@@ -88,7 +87,6 @@ class User:
 
     def close(self) -> None:
         self.node.destroy_node()
-        rclpy.try_shutdown()
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -142,12 +140,13 @@ class User:
 
 @pytest.fixture(scope="module")
 def user(graph):
-    u = User(graph)
-    assert u.navigate.wait_for_server(timeout_sec=60.0), graph.output()[-3000:]
-    spin_until(u.node, lambda: u.truth is not None and u.modes, 60.0, "ground truth and the mode topic")
-    spin_until(u.node, lambda: "waiting" not in u.modes[-1].detail, 60.0, "the navigation node ready")
-    yield u
-    u.close()
+    with rclpy_initialised():
+        u = User(graph)
+        assert u.navigate.wait_for_server(timeout_sec=60.0), graph.output()[-3000:]
+        spin_until(u.node, lambda: u.truth is not None and u.modes, 60.0, "ground truth and the mode topic")
+        spin_until(u.node, lambda: "waiting" not in u.modes[-1].detail, 60.0, "the navigation node ready")
+        yield u
+        u.close()
 
 
 def goal_to(position, yaw_deg: float = 0.0, frame: str = names.WORLD_FRAME, **kw) -> NavigateTo.Goal:

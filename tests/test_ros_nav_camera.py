@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ros_graph_helpers import Graph, ensure_domain_id, spin_until
+from ros_graph_helpers import Graph, ensure_domain_id, rclpy_initialised, spin_until
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -46,23 +46,26 @@ def graph(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def user(graph):
-    rclpy.init()
-    node = rclpy.create_node("test_nav_camera_user")
-    node.truth = None
-    node.snapshots = []
-    node.create_subscription(Odometry, names.GROUND_TRUTH, lambda m: setattr(node, "truth", m), 10)
-    node.create_subscription(Image, names.SNAPSHOT_IMAGE, node.snapshots.append, names.IMAGES)
-    node.frames, node.modes = [], []
-    node.create_subscription(Image, names.MAIN_IMAGE, lambda m: node.frames.append(m.width), names.IMAGES)
-    node.create_subscription(RobotMode, names.MODE, node.modes.append, names.LATCHED)
-    node.camera = ActionClient(node, CameraTask, names.CAMERA_TASK)
-    assert node.camera.wait_for_server(timeout_sec=60.0), graph.output()[-3000:]
-    spin_until(node, lambda: node.truth is not None and node.frames, 90.0, "ground truth and camera images")
-    # the navigation node is ready once its mode is no longer "waiting for ..." (estimate, health)
-    spin_until(node, lambda: node.modes and "waiting" not in node.modes[-1].detail, 60.0, "nav node ready")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_initialised():
+        node = rclpy.create_node("test_nav_camera_user")
+        node.truth = None
+        node.snapshots = []
+        node.create_subscription(Odometry, names.GROUND_TRUTH, lambda m: setattr(node, "truth", m), 10)
+        node.create_subscription(Image, names.SNAPSHOT_IMAGE, node.snapshots.append, names.IMAGES)
+        node.frames, node.modes = [], []
+        node.create_subscription(Image, names.MAIN_IMAGE, lambda m: node.frames.append(m.width), names.IMAGES)
+        node.create_subscription(RobotMode, names.MODE, node.modes.append, names.LATCHED)
+        node.camera = ActionClient(node, CameraTask, names.CAMERA_TASK)
+        assert node.camera.wait_for_server(timeout_sec=60.0), graph.output()[-3000:]
+        spin_until(
+            node, lambda: node.truth is not None and node.frames, 90.0, "ground truth and camera images"
+        )
+        # the navigation node is ready once its mode is no longer "waiting for ..." (estimate, health)
+        spin_until(
+            node, lambda: node.modes and "waiting" not in node.modes[-1].detail, 60.0, "nav node ready"
+        )
+        yield node
+        node.destroy_node()
 
 
 def run(node, graph, timeout: float = 60.0, **fields):

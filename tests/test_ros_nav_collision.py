@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import ensure_domain_id
+from ros_graph_helpers import ensure_domain_id, rclpy_initialised
 from ros_graph_helpers import spin_until as spin_executor_until
 
 ensure_domain_id()
@@ -52,32 +52,31 @@ def graph():
     )  # fmt: skip
     specs = launcher.graph_specs(args)
     specs[0].params[names.P_INITIAL_POSE] = start
-    rclpy.init()
-    executor = SingleThreadedExecutor()
-    nodes = []
-    for spec in specs:
-        cls = importlib.import_module(f"intball_ros.nodes.{spec.module}").NODE_CLASS
-        nodes.append(cls(cli_args=launcher.params_cli_args(spec.params)))
-        executor.add_node(nodes[-1])
-    test = rclpy.create_node("test_nav_collision")
-    executor.add_node(test)
-    seen = {"contact": [], "mode": [], "diag": [], "truth": []}
-    test.create_subscription(WrenchStamped, names.CONTACT, seen["contact"].append, names.RELIABLE_10)
-    test.create_subscription(RobotMode, names.MODE, seen["mode"].append, names.LATCHED)
-    test.create_subscription(DiagnosticArray, names.DIAGNOSTICS, seen["diag"].append, 50)
-    test.create_subscription(
-        Odometry, names.GROUND_TRUTH, lambda m: seen["truth"].append(m), names.RELIABLE_10
-    )
-    fans = test.create_publisher(FanCommand, names.FAN_COMMAND, names.RELIABLE_10)
+    with rclpy_initialised():
+        executor = SingleThreadedExecutor()
+        nodes = []
+        for spec in specs:
+            cls = importlib.import_module(f"intball_ros.nodes.{spec.module}").NODE_CLASS
+            nodes.append(cls(cli_args=launcher.params_cli_args(spec.params)))
+            executor.add_node(nodes[-1])
+        test = rclpy.create_node("test_nav_collision")
+        executor.add_node(test)
+        seen = {"contact": [], "mode": [], "diag": [], "truth": []}
+        test.create_subscription(WrenchStamped, names.CONTACT, seen["contact"].append, names.RELIABLE_10)
+        test.create_subscription(RobotMode, names.MODE, seen["mode"].append, names.LATCHED)
+        test.create_subscription(DiagnosticArray, names.DIAGNOSTICS, seen["diag"].append, 50)
+        test.create_subscription(
+            Odometry, names.GROUND_TRUTH, lambda m: seen["truth"].append(m), names.RELIABLE_10
+        )
+        fans = test.create_publisher(FanCommand, names.FAN_COMMAND, names.RELIABLE_10)
 
-    def spin_until(predicate, timeout: float, what: str):
-        return spin_executor_until(executor, predicate, timeout, what, step=0.01)
+        def spin_until(predicate, timeout: float, what: str):
+            return spin_executor_until(executor, predicate, timeout, what, step=0.01)
 
-    yield seen, fans, spin_until, robot
-    executor.shutdown()
-    for node in [test, *reversed(nodes)]:
-        node.destroy_node()
-    rclpy.try_shutdown()
+        yield seen, fans, spin_until, robot
+        executor.shutdown()
+        for node in [test, *reversed(nodes)]:
+            node.destroy_node()
 
 
 def test_a_bump_faults_the_robot_which_stops_and_reports_it(graph):

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import ensure_domain_id
+from ros_graph_helpers import action_server_seen, ensure_domain_id, rclpy_initialised
 from ros_graph_helpers import spin_until as spin_executor_until
 
 ensure_domain_id()
@@ -73,30 +73,29 @@ class Scripted:
 
 @pytest.fixture
 def graph():
-    rclpy.init()
     from rclpy.executors import SingleThreadedExecutor
 
     from intball_ros.nodes.nav_node import NavNode
 
-    nav = NavNode()
-    test = rclpy.create_node("test_nav_faults")
-    io = Scripted(test)
-    executor = SingleThreadedExecutor()
-    executor.add_node(nav)
-    executor.add_node(test)
+    with rclpy_initialised():
+        nav = NavNode()
+        test = rclpy.create_node("test_nav_faults")
+        io = Scripted(test)
+        executor = SingleThreadedExecutor()
+        executor.add_node(nav)
+        executor.add_node(test)
 
-    def spin_until(predicate, timeout: float, what: str):
-        return spin_executor_until(executor, predicate, timeout, what, step=0.01)
+        def spin_until(predicate, timeout: float, what):
+            return spin_executor_until(executor, predicate, timeout, what, step=0.01)
 
-    def call(name: str):
-        future = io.client[name].call_async(Trigger.Request())
-        return spin_until(lambda: future.done() and future.result(), 10.0, f"{name} answer")
+        def call(name: str):
+            future = io.client[name].call_async(Trigger.Request())
+            return spin_until(lambda: future.done() and future.result(), 10.0, f"{name} answer")
 
-    yield io, spin_until, call
-    executor.shutdown()
-    nav.destroy_node()
-    test.destroy_node()
-    rclpy.try_shutdown()
+        yield io, spin_until, call
+        executor.shutdown()
+        nav.destroy_node()
+        test.destroy_node()
 
 
 def faults(io) -> list[str]:
@@ -144,7 +143,7 @@ def test_a_bump_aborts_the_running_goal_holds_and_reports(graph):
     io, spin_until, call = graph
     spin_until(lambda: io.modes and "waiting" not in io.modes[-1].detail, 20.0, "the node ready")
     client = ActionClient(io.node, NavigateTo, names.NAVIGATE_TO)
-    spin_until(lambda: client.server_is_ready(), 10.0, "the navigate_to server")
+    spin_until(client.server_is_ready, 30.0, lambda: action_server_seen(io.node, names.NAVIGATE_TO))
     goal = NavigateTo.Goal(target=convert.pose_stamped_from_pose(Pose(HERE + [0.5, 0.0, 0.0]), time.time()))
     sent = client.send_goal_async(goal)
     handle = spin_until(lambda: sent.done() and sent.result(), 10.0, "the goal accepted")

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import ensure_domain_id
+from ros_graph_helpers import action_server_seen, ensure_domain_id, rclpy_initialised
 from ros_graph_helpers import spin_until as spin_executor_until
 
 ensure_domain_id()
@@ -40,29 +40,28 @@ POINT = np.array([5.2, 1.0, 0.4])
 
 @pytest.fixture
 def nav():
-    rclpy.init()
     from rclpy.executors import SingleThreadedExecutor
 
     from intball_ros.nodes.nav_node import NavNode
 
-    node = NavNode()
-    test = rclpy.create_node("test_nav_look_at")
-    io = Scripted(test)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(test)
+    with rclpy_initialised():
+        node = NavNode()
+        test = rclpy.create_node("test_nav_look_at")
+        io = Scripted(test)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.add_node(test)
 
-    def spin_until(predicate, timeout: float, what: str):
-        return spin_executor_until(executor, predicate, timeout, what, step=0.01)
+        def spin_until(predicate, timeout: float, what):
+            return spin_executor_until(executor, predicate, timeout, what, step=0.01)
 
-    client = ActionClient(test, NavigateTo, names.NAVIGATE_TO)
-    spin_until(lambda: io.modes and "waiting" not in io.modes[-1].detail, 20.0, "the node ready")
-    spin_until(lambda: client.server_is_ready(), 10.0, "the navigate_to server")
-    yield io, spin_until, client
-    executor.shutdown()
-    node.destroy_node()
-    test.destroy_node()
-    rclpy.try_shutdown()
+        client = ActionClient(test, NavigateTo, names.NAVIGATE_TO)
+        spin_until(lambda: io.modes and "waiting" not in io.modes[-1].detail, 20.0, "the node ready")
+        spin_until(client.server_is_ready, 30.0, lambda: action_server_seen(test, names.NAVIGATE_TO))
+        yield io, spin_until, client
+        executor.shutdown()
+        node.destroy_node()
+        test.destroy_node()
 
 
 def send(spin_until, client, goal, feedback):
@@ -131,7 +130,7 @@ def test_follow_route_with_look_at_points_every_leg(nav):
 
     T_base_cam = load_cameras()["main"].T_base_cam
     route = ActionClient(io.node, FollowRoute, names.FOLLOW_ROUTE)
-    spin_until(lambda: route.server_is_ready(), 10.0, "the follow_route server")
+    spin_until(route.server_is_ready, 30.0, lambda: action_server_seen(io.node, names.FOLLOW_ROUTE))
     wps = [HERE + [0.15, 0.0, 0.0], HERE + [0.15, -0.15, 0.0]]
     goal = FollowRoute.Goal(waypoints=[convert.pose_stamped_from_pose(Pose(p), time.time()) for p in wps])
     goal.look_at_enabled, goal.look_at = True, Point(x=POINT[0], y=POINT[1], z=POINT[2])
