@@ -6,7 +6,7 @@
 #                    + the web console bundle (npm ci + esbuild in teleop_ui/web)
 #   make demo        install, then `intball up --ui --demo $(DEMO_ARGS)`: the graph, the console (URL and
 #                    log-in tokens printed) and the example tour; the stack stays up until Ctrl-C
-#   make test        install, then every test (all markers, slow included)
+#   make test        install, then every test (all markers, slow included; two phases, see `test:`)
 #   make test-fast   install, then tests not marked slow
 #   make bench       install, then every bench/*.py
 #   make lint        ruff check + ruff format --check
@@ -151,11 +151,26 @@ $(WEB_STAMP):
 demo: install
 	$(VENV)/bin/intball up --ui --demo $(DEMO_ARGS)
 
+# Two phases (the machines have 2 cores): the tests that start ROS graphs or rclpy nodes or
+# drive Chromium (markers `ros`, `browser`: wall-clock flights and timeouts) run one at a time;
+# all others in TEST_WORKERS pytest-xdist workers, a module per worker at a time. Both phases
+# always run; the exit status is the worst of the two (5, "no tests selected", counts as passed:
+# PYTEST_ARGS may select tests of one phase only).
+TEST_WORKERS ?= 2
+define pytest_two_phases
+	@status=0; \
+	$(PY) -m pytest tests -m "not ros and not browser$(1)" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) \
+	  || { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	$(PY) -m pytest tests -m "(ros or browser)$(1)" $(PYTEST_ARGS) \
+	  || { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	exit $$status
+endef
+
 test: install
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(call pytest_two_phases,)
 
 test-fast: install
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(call pytest_two_phases, and not slow)
 
 bench: install
 	@shopt -s nullglob; files=(bench/*.py); \

@@ -3,10 +3,12 @@
 - The ROS environment of :func:`intball_ros.env.ros_environment` is applied to this
   process before any test module imports rclpy, so tests and the processes they start
   discover only on localhost (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` unless set).
-- Every pytest process gets its own ``ROS_DOMAIN_ID`` (derived from its pid, in 1..101,
-  a range whose Fast DDS ports are valid on Linux) so parallel runs and other
-  developers' stacks on the same machine do not see each other. Set
-  ``INTBALL_TEST_DOMAIN_ID`` to choose one (e.g. to watch a test with external tools).
+- Every pytest run gets its own ``ROS_DOMAIN_ID`` (derived from its pid, or from the run id
+  that pytest-xdist gives all its workers, in 1..101, a range whose Fast DDS ports are valid
+  on Linux) so parallel runs and other developers' stacks on the same machine do not see
+  each other. Set ``INTBALL_TEST_DOMAIN_ID`` to choose one (e.g. to watch a test with
+  external tools). Each module, in each xdist worker, then gets a domain of its own
+  (:func:`ros_domain_per_module`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ if BOOTSTRAP_GUARD_VAR in os.environ and BOOTSTRAP_GUARD_VAR not in ros_environm
         f"libraries here. Run `env -u {BOOTSTRAP_GUARD_VAR} .venv/bin/python -m pytest ...` or `make test`."
     )
 apply_ros_environment(reexec=False)
-os.environ["ROS_DOMAIN_ID"] = os.environ.get("INTBALL_TEST_DOMAIN_ID") or str(domain_id_for_pid(os.getpid()))
+_xdist_run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in all workers of a run
+_run_key = int(_xdist_run, 16) if _xdist_run else os.getpid()
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("INTBALL_TEST_DOMAIN_ID") or str(domain_id_for_pid(_run_key))
 
 
 @pytest.fixture
@@ -46,14 +50,27 @@ def ros_env() -> dict[str, str]:
 
 _SESSION_DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])
 _module_index = itertools.count()
+# pytest-xdist: worker "gwN" of PYTEST_XDIST_WORKER_COUNT takes every N-th slot
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+DOMAIN_SLOTS = 60
+
+
+def domain_id_for_module(session: int, module_index: int, worker: int = 0, workers: int = 1) -> int:
+    """The session's domain + 2 x slot, slot < 60 (so at most 101 + 119 < 232); xdist workers
+    take disjoint slots, so two modules running at once never share a domain."""
+    slot = worker % workers + workers * (module_index % (DOMAIN_SLOTS // workers))
+    return session + 2 * slot
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ros_domain_per_module():
-    """Each test module runs in its own ROS_DOMAIN_ID (the session's + 2k, k < 60, so at most
-    101 + 119 < 232), so a graph one module leaves behind cannot disturb the next one;
+    """Each test module runs in its own ROS_DOMAIN_ID (:func:`domain_id_for_module`), so a graph
+    one module leaves behind cannot disturb the next one;
     ``ros_graph_helpers.isolated_domain_id()`` (+1) is free for a test's self-contained graph."""
-    os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN_ID + 2 * (next(_module_index) % 60))
+    os.environ["ROS_DOMAIN_ID"] = str(
+        domain_id_for_module(_SESSION_DOMAIN_ID, next(_module_index), _WORKER, _WORKERS)
+    )
     yield
     os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN_ID)
 

@@ -115,6 +115,7 @@ class ScriptedEstimator:
             self.health.publish(convert.health_msg(t, HealthStatus(level, reason)))
 
 
+@pytest.mark.ros
 def test_controller_stops_holds_and_resumes_on_localization_loss():
     from rclpy.executors import SingleThreadedExecutor
 
@@ -177,6 +178,7 @@ def test_controller_stops_holds_and_resumes_on_localization_loss():
         rclpy.try_shutdown()
 
 
+@pytest.mark.ros
 def test_controller_searches_in_place_when_asked_and_holds_by_default():
     """``loss_response:=search``: once braked, the fans turn the robot about its body z axis (torque
     about z, no net force, other torques ~0) until the health is ``ok``; an unknown value is refused
