@@ -10,6 +10,7 @@ navigate_to aborted with the reason; every fault in clear text.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ from geometry_msgs.msg import WrenchStamped  # noqa: E402
 from intball_interfaces.action import NavigateTo  # noqa: E402
 from intball_interfaces.msg import ControlCommand, FanCommand, LocalizationHealth, RobotMode  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from intball_nav.dynamics import RigidBodyState  # noqa: E402
@@ -71,15 +73,17 @@ class Scripted:
             self._health.publish(convert.health_msg(t, HealthStatus(level, "scripted"), markers_used=4))
 
 
-@pytest.fixture
-def graph():
+@contextlib.contextmanager
+def scripted_nav(test_node: str):
+    """rclpy, the navigation node and a test node ``test_node`` playing estimator and controller
+    (:class:`Scripted`), spun by one executor: yields ``(io, spin_until)``."""
     from rclpy.executors import SingleThreadedExecutor
 
     from intball_ros.nodes.nav_node import NavNode
 
     with rclpy_initialised():
         nav = NavNode()
-        test = rclpy.create_node("test_nav_faults")
+        test = rclpy.create_node(test_node)
         io = Scripted(test)
         executor = SingleThreadedExecutor()
         executor.add_node(nav)
@@ -88,14 +92,25 @@ def graph():
         def spin_until(predicate, timeout: float, what):
             return spin_executor_until(executor, predicate, timeout, what, step=0.01)
 
+        try:
+            yield io, spin_until
+        finally:
+            executor.shutdown()
+            nav.destroy_node()
+            for client in [w for w in test.waitables if isinstance(w, ActionClient)]:
+                client.destroy()  # Node.destroy_node leaves action clients (see NavActions.destroy_node)
+            test.destroy_node()
+
+
+@pytest.fixture
+def graph():
+    with scripted_nav("test_nav_faults") as (io, spin_until):
+
         def call(name: str):
             future = io.client[name].call_async(Trigger.Request())
             return spin_until(lambda: future.done() and future.result(), 10.0, f"{name} answer")
 
         yield io, spin_until, call
-        executor.shutdown()
-        nav.destroy_node()
-        test.destroy_node()
 
 
 def faults(io) -> list[str]:
@@ -138,8 +153,6 @@ def test_localization_lost_holds_then_watchdog_turns_the_fans_off(graph):
 
 
 def test_a_bump_aborts_the_running_goal_holds_and_reports(graph):
-    from rclpy.action import ActionClient
-
     io, spin_until, call = graph
     spin_until(lambda: io.modes and "waiting" not in io.modes[-1].detail, 20.0, "the node ready")
     client = ActionClient(io.node, NavigateTo, names.NAVIGATE_TO)
@@ -163,3 +176,20 @@ def test_a_bump_aborts_the_running_goal_holds_and_reports(graph):
     done = handle.get_result_async()
     result = spin_until(lambda: done.done() and done.result(), 5.0, "the goal result").result
     assert not result.success and "faulted" in result.reason and "collision" in result.reason, result.reason
+
+
+def test_a_destroyed_nav_node_leaves_no_action_server_behind():
+    """``NavNode.destroy_node`` destroys its action servers (rclpy's ``Node.destroy_node`` leaves
+    them, and they kept the node's DDS participant alive): a node made afterwards in the same
+    process must not discover them (it did in 23 of 25 tries, and its clients then sometimes
+    never saw the new node's server as ready)."""
+    status = f"{names.NAVIGATE_TO}/_action/status"
+    with scripted_nav("test_nav_first") as (io, spin_until):
+        spin_until(lambda: io.node.count_publishers(status) == 1, 10.0, "the navigate_to status publisher")
+    with rclpy_initialised():
+        later = rclpy.create_node("test_nav_later")
+        end = time.monotonic() + 2.0  # the old participant, if alive, is discovered well within this
+        while time.monotonic() < end:
+            rclpy.spin_once(later, timeout_sec=0.05)
+        assert later.count_publishers(status) == 0, action_server_seen(later, names.NAVIGATE_TO)
+        later.destroy_node()

@@ -15,8 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph_helpers import action_server_seen, ensure_domain_id, rclpy_initialised
-from ros_graph_helpers import spin_until as spin_executor_until
+from ros_graph_helpers import action_server_seen, ensure_domain_id
 
 ensure_domain_id()
 rclpy = pytest.importorskip("rclpy")
@@ -25,7 +24,7 @@ from action_msgs.msg import GoalStatus  # noqa: E402
 from geometry_msgs.msg import Point  # noqa: E402
 from intball_interfaces.action import NavigateTo  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
-from test_ros_nav_faults import HERE, Scripted  # noqa: E402
+from test_ros_nav_faults import HERE, scripted_nav  # noqa: E402
 
 from intball_nav.camera_tasks import pointing_error  # noqa: E402
 from intball_nav.dynamics import RigidBodyState  # noqa: E402
@@ -40,28 +39,11 @@ POINT = np.array([5.2, 1.0, 0.4])
 
 @pytest.fixture
 def nav():
-    from rclpy.executors import SingleThreadedExecutor
-
-    from intball_ros.nodes.nav_node import NavNode
-
-    with rclpy_initialised():
-        node = NavNode()
-        test = rclpy.create_node("test_nav_look_at")
-        io = Scripted(test)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.add_node(test)
-
-        def spin_until(predicate, timeout: float, what):
-            return spin_executor_until(executor, predicate, timeout, what, step=0.01)
-
-        client = ActionClient(test, NavigateTo, names.NAVIGATE_TO)
+    with scripted_nav("test_nav_look_at") as (io, spin_until):
+        client = ActionClient(io.node, NavigateTo, names.NAVIGATE_TO)
         spin_until(lambda: io.modes and "waiting" not in io.modes[-1].detail, 20.0, "the node ready")
-        spin_until(client.server_is_ready, 30.0, lambda: action_server_seen(test, names.NAVIGATE_TO))
+        spin_until(client.server_is_ready, 30.0, lambda: action_server_seen(io.node, names.NAVIGATE_TO))
         yield io, spin_until, client
-        executor.shutdown()
-        node.destroy_node()
-        test.destroy_node()
 
 
 def send(spin_until, client, goal, feedback):
