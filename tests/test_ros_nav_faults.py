@@ -33,6 +33,7 @@ from intball_nav.dynamics import RigidBodyState  # noqa: E402
 from intball_nav.estimation.health import HealthLevel, HealthStatus  # noqa: E402
 from intball_nav.frames import Pose  # noqa: E402
 from intball_ros import convert, names  # noqa: E402
+from intball_ros.nodes import destroy_actions  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -97,8 +98,7 @@ def scripted_nav(test_node: str):
         finally:
             executor.shutdown()
             nav.destroy_node()
-            for client in [w for w in test.waitables if isinstance(w, ActionClient)]:
-                client.destroy()  # Node.destroy_node leaves action clients (see NavActions.destroy_node)
+            destroy_actions(test)  # the tests' action clients (rclpy's destroy_node leaves them)
             test.destroy_node()
 
 

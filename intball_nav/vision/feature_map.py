@@ -1106,12 +1106,13 @@ class FeatureLocalizer:
         mode = "track"
         sol = None
         reason = ""
-        tight = False
+        tight = (
+            prior is not None
+            and prior_covariance is not None
+            and self.prior_radius_px(prior_covariance) <= self.params.refine_radius_px
+        )
         if prior is not None:
             prior_cam = prior.compose(self.T_base_cam)
-            if prior_covariance is not None:
-                tight = self.prior_radius_px(prior_covariance) <= self.params.refine_radius_px
-            sol, reason = None, ""
             if tight:
                 sol, reason = self._gate(
                     self._guided(feats, prior_cam, self.params.refine_radius_px, True), prior_cam

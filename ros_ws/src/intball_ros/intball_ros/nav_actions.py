@@ -27,6 +27,7 @@ from intball_ros.camera_task import CameraTasks
 from intball_ros.dock_actions import DockActions
 from intball_ros.flight import Flight
 from intball_ros.goals import GoalHandling, Stopped
+from intball_ros.nodes import destroy_actions
 from intball_ros.route_actions import RouteActions
 
 
@@ -39,29 +40,21 @@ class NavActions(GoalHandling, Flight, RouteActions, DockActions, CameraTasks):
         group = self._actions_group
         accept = lambda _g: GoalResponse.ACCEPT  # noqa: E731 - validation in execute (reason in the result)
         cancel = lambda _g: CancelResponse.ACCEPT  # noqa: E731
-        self._action_servers = [
+        for kind, name, cb in (
+            (NavigateTo, names.NAVIGATE_TO, self._navigate),
+            (FollowRoute, names.FOLLOW_ROUTE, self._route),
+            (Dock, names.DOCK, self._dock),
+            (Undock, names.UNDOCK, self._undock),
+            (CameraTask, names.CAMERA_TASK, self._camera_task),
+        ):
             ActionServer(
                 self, kind, name, cb, goal_callback=accept, cancel_callback=cancel, callback_group=group
             )
-            for kind, name, cb in (
-                (NavigateTo, names.NAVIGATE_TO, self._navigate),
-                (FollowRoute, names.FOLLOW_ROUTE, self._route),
-                (Dock, names.DOCK, self._dock),
-                (Undock, names.UNDOCK, self._undock),
-                (CameraTask, names.CAMERA_TASK, self._camera_task),
-            )
-        ]
         self._init_camera()
 
     def destroy_node(self) -> None:
-        """The action servers first: rclpy's ``Node.destroy_node`` leaves them (waitables) alone,
-        and each one keeps the node, and with it the process's DDS participant, alive until
-        garbage collection. A node made later in the same process then still discovered these
-        servers, not served by anything, besides its own: its clients' ``server_is_ready`` could
-        stay false (an in-process test waited 30 s, about 1 run in 8)."""
-        for server in self._action_servers:
-            server.destroy()
-        self._action_servers = []
+        """The action servers first (``intball_ros.nodes.destroy_actions``: rclpy leaves them)."""
+        destroy_actions(self)
         super().destroy_node()  # the next class in NavNode's MRO; in the end rclpy's Node
 
     async def _navigate(self, goal_handle):
