@@ -20,6 +20,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from intball_ros import names, stop_flag
+from intball_ros.nodes import spin_until
 from intball_ros.ros_robot import RosRobot
 from intball_teleop import commands as C
 from intball_teleop.server.main import UiOptions, serve
@@ -48,7 +49,8 @@ def main() -> None:
     robot = RosRobot(node, C.Workspace.default())
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, name="rclpy", daemon=True)
+    stop_spinning = threading.Event()
+    spinner = threading.Thread(target=spin_until, args=(executor, stop_spinning), name="rclpy", daemon=True)
     spinner.start()
 
     async def run() -> None:
@@ -67,8 +69,12 @@ def main() -> None:
         print(f"bridge: {type(exc).__name__}: {exc}", flush=True)
         code = 1
     finally:
+        # the spin thread leaves the executor before it is shut down: shut down under a running
+        # callback, it destroyed the guard condition the callback then triggered (a traceback at
+        # exit, once in a full test run); a thread still inside rclpy at exit aborts the process
+        stop_spinning.set()
+        spinner.join(timeout=2.0)
         executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)  # a thread still inside rclpy at exit aborts the process
         node.destroy_node()
         rclpy.try_shutdown()
     sys.exit(code)
